@@ -1,0 +1,3 @@
+//! xsearch: cross-modal image retrieval with CLIP.
+
+pub mod model;

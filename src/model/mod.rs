@@ -1,0 +1,1 @@
+//! CLIP (ResNet image tower, transformer text tower), its tokenizer and its preprocessing.
