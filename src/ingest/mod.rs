@@ -1,0 +1,3 @@
+//! Ingest: walking folders, decoding images, embedding them in batches.
+
+pub mod decode;
