@@ -231,7 +231,11 @@ impl Vocabulary {
             .map(|token| {
                 token
                     .chars()
-                    .map(|c| char_to_byte.get(&c).copied().unwrap_or(b'?'))
+                    .map(|c| {
+                        *char_to_byte
+                            .get(&c)
+                            .expect("every vocabulary character stands for a byte")
+                    })
                     .collect()
             })
             .collect();
