@@ -157,3 +157,11 @@ fn text_input_is_checked() {
     ));
     assert!(matches!(text.forward(&[]), Err(Error::InvalidInput(_))));
 }
+
+#[test]
+fn encoders_can_be_shared_across_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<xsearch::model::ImageEncoder>();
+    send_sync::<xsearch::model::TextEncoder>();
+    send_sync::<xsearch::model::ModelFiles>();
+}
