@@ -221,6 +221,17 @@ impl Conv2d {
         let rows_total = geo.n * geo.oh * geo.ow;
         let rows = chunk_rows(rows_total, k + s.out_c);
         let isa = self.isa;
+        if s.is_pointwise() && s.out_c > rows {
+            // The weights outweigh a chunk's rows: per-chunk GEMMs would each repack all of
+            // them, so run one GEMM that gemm splits across threads, then the epilogue.
+            matmul_with(rows_total, s.out_c, k, input, wp, out, gemm_parallelism());
+            let chunk = rows * s.out_c;
+            out.par_chunks_mut(chunk).enumerate().for_each(|(ci, o)| {
+                let res = epi.residual.map(|r| &r[ci * chunk..ci * chunk + o.len()]);
+                isa.run(|| epilogue_rows(o, epi.bias, res, epi.relu));
+            });
+            return;
+        }
         out.par_chunks_mut(rows * s.out_c)
             .enumerate()
             .for_each(|(ci, out_chunk)| {
@@ -327,6 +338,28 @@ fn im2col(input: &[f32], s: ConvShape, g: Geometry, r0: usize, col: &mut [f32]) 
 /// `dst[m×n] = lhs[m×k] · rhs[k×n]`, all row-major and contiguous, single-threaded (the
 /// callers parallelise over chunks).
 pub(crate) fn matmul(m: usize, n: usize, k: usize, lhs: &[f32], rhs: &[f32], dst: &mut [f32]) {
+    matmul_with(m, n, k, lhs, rhs, dst, gemm::Parallelism::None);
+}
+
+/// gemm's own threading over the global rayon pool.
+fn gemm_parallelism() -> gemm::Parallelism {
+    match rayon::current_num_threads() {
+        1 => gemm::Parallelism::None,
+        t => gemm::Parallelism::Rayon(t),
+    }
+}
+
+/// [`matmul`] with a choice of threading.
+#[allow(clippy::too_many_arguments)]
+fn matmul_with(
+    m: usize,
+    n: usize,
+    k: usize,
+    lhs: &[f32],
+    rhs: &[f32],
+    dst: &mut [f32],
+    parallelism: gemm::Parallelism,
+) {
     assert!(lhs.len() >= m * k && rhs.len() >= k * n && dst.len() >= m * n);
     // SAFETY: the assert above keeps every element gemm touches (row-major strides `k`, `n`
     // and `n` with unit column strides) inside the three slices; `dst` is a unique borrow and
@@ -352,7 +385,7 @@ pub(crate) fn matmul(m: usize, n: usize, k: usize, lhs: &[f32], rhs: &[f32], dst
             false,
             false,
             false,
-            gemm::Parallelism::None,
+            parallelism,
         );
     }
 }
