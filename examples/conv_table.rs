@@ -1,0 +1,139 @@
+//! Per-layer GFLOP/s of `xsearch::kernels` on every RN50 convolution, next to candle's stock
+//! `conv2d` in the same run, and the image tower's predicted images/s from the conv time alone.
+//!
+//!     cargo run --release --example conv_table -- [BATCH] [REPS]
+//!
+//! GFLOP/s count direct-convolution work (2·MACs), whatever the algorithm does, so Winograd
+//! numbers are "effective" rates. Run it on a quiet machine, or compare columns, not runs.
+
+use std::time::Instant;
+
+use candle_core::{Device, Tensor};
+use xsearch::kernels::{rn50_convs, Algorithm, Conv2d, ConvShape};
+
+/// The 2-core AVX2 + FMA peak of the machine this project measures on.
+const PEAK_GFLOPS: f64 = 157.0;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let batch: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(8);
+    let reps: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(3);
+    println!("batch {batch}, best of {reps}, peak {PEAK_GFLOPS} GFLOP/s");
+    println!(
+        "{:<12} {:>14} {:>4} {:>3} {:>9} {:>7} {:>6} {:>7} {:>7} {:>7} {:>7}",
+        "layer",
+        "conv",
+        "in",
+        "x",
+        "ms/batch",
+        "GFLOP/s",
+        "%peak",
+        "candle",
+        "gemm",
+        "wino2",
+        "wino4"
+    );
+    let (mut ours_s, mut candle_s) = (0.0, 0.0);
+    for tc in rn50_convs() {
+        let s = tc.shape;
+        let flop = s.flops(batch, tc.size, tc.size);
+        let time = |algorithm| time_ours(s, tc.size, batch, reps, algorithm);
+        let auto = time(Algorithm::Auto)?;
+        let candle = time_candle(s, tc.size, batch, reps)?;
+        let gflops = |t: f64| flop / t / 1e9;
+        let alternatives = if s.kh == 3 && s.stride == 1 {
+            format!(
+                "{:>7.1} {:>7.1} {:>7.1}",
+                gflops(time(Algorithm::Gemm)?),
+                gflops(time(Algorithm::WinogradF2)?),
+                gflops(time(Algorithm::WinogradF4)?)
+            )
+        } else {
+            String::new()
+        };
+        println!(
+            "{:<12} {:>14} {:>4} {:>3} {:>9.2} {:>7.1} {:>5.0}% {:>7.1} {alternatives}",
+            tc.name,
+            format!("{}->{} {}x{}/{}", s.in_c, s.out_c, s.kh, s.kw, s.stride),
+            tc.size,
+            tc.count,
+            auto * 1e3,
+            gflops(auto),
+            100.0 * gflops(auto) / PEAK_GFLOPS,
+            gflops(candle),
+        );
+        ours_s += auto * tc.count as f64;
+        candle_s += candle * tc.count as f64;
+    }
+    println!(
+        "all convs: ours {:.1} images/s, candle {:.1} images/s ({:.2}x)",
+        batch as f64 / ours_s,
+        batch as f64 / candle_s,
+        candle_s / ours_s
+    );
+    Ok(())
+}
+
+fn random(len: usize, seed: u32) -> Vec<f32> {
+    (0..len as u32)
+        .map(|i| ((i.wrapping_mul(2_654_435_761) ^ seed) % 2001) as f32 / 1000.0 - 1.0)
+        .collect()
+}
+
+fn best_of(
+    reps: usize,
+    mut f: impl FnMut() -> Result<(), Box<dyn std::error::Error>>,
+) -> Result<f64, Box<dyn std::error::Error>> {
+    f()?; // warm-up: grows scratch buffers, faults pages in
+    let mut best = f64::INFINITY;
+    for _ in 0..reps {
+        let t = Instant::now();
+        f()?;
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    Ok(best)
+}
+
+fn time_ours(
+    s: ConvShape,
+    size: usize,
+    n: usize,
+    reps: usize,
+    algorithm: Algorithm,
+) -> Result<f64, Box<dyn std::error::Error>> {
+    let conv = Conv2d::with_algorithm(
+        &random(s.out_c * s.in_c * s.kh * s.kw, 1),
+        &random(s.out_c, 2),
+        s,
+        algorithm,
+    )?;
+    let (oh, ow) = s.output_size(size, size).ok_or("shape does not fit")?;
+    let x = random(n * size * size * s.in_c, 3);
+    let mut out = vec![0.0; n * oh * ow * s.out_c];
+    best_of(reps, || {
+        Ok(conv.forward(&x, n, size, size, None, true, &mut out)?)
+    })
+}
+
+fn time_candle(
+    s: ConvShape,
+    size: usize,
+    n: usize,
+    reps: usize,
+) -> Result<f64, Box<dyn std::error::Error>> {
+    let dev = Device::Cpu;
+    let x = Tensor::from_vec(
+        random(n * size * size * s.in_c, 3),
+        (n, s.in_c, size, size),
+        &dev,
+    )?;
+    let w = Tensor::from_vec(
+        random(s.out_c * s.in_c * s.kh * s.kw, 1),
+        (s.out_c, s.in_c, s.kh, s.kw),
+        &dev,
+    )?;
+    best_of(reps, || {
+        x.conv2d(&w, s.padding, s.stride, 1, 1)?;
+        Ok(())
+    })
+}

@@ -1,0 +1,324 @@
+//! Winograd minimal filtering for 3×3 stride-1 convolutions over NHWC tensors.
+//!
+//! Follows Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks" (2015): each
+//! `A×A` input tile `d` becomes `V = Bᵀ d B`, each filter `g` becomes `U = G g Gᵀ`, the `A²`
+//! tile positions are independent channel-mixing GEMMs `M[p] = V[p] · U[p]`, and
+//! `Y = Aᵀ M A` gives an `M×M` output tile. Tiles are processed in batches sized for L2; the
+//! inverse transform applies bias, residual and ReLU before anything is written.
+
+use rayon::prelude::*;
+
+use super::conv::{matmul, Epilogue, Geometry};
+use super::scratch::with_scratch;
+use super::simd::{Isa, V8};
+
+/// One Winograd variant: `A`-point input tiles, `M`-point output tiles, 3-tap filters.
+pub(crate) trait Tile<const A: usize, const M: usize> {
+    /// The filter transform `G` (`A×3`).
+    const G: [[f64; 3]; A];
+    /// `Bᵀ d` along one axis.
+    fn input_1d(d: [V8; A]) -> [V8; A];
+    /// `Aᵀ m` along one axis.
+    fn output_1d(m: [V8; A]) -> [V8; M];
+}
+
+/// F(2×2, 3×3), interpolation points 0, ±1.
+pub(crate) struct F23;
+
+impl Tile<4, 2> for F23 {
+    const G: [[f64; 3]; 4] = [
+        [1.0, 0.0, 0.0],
+        [0.5, 0.5, 0.5],
+        [0.5, -0.5, 0.5],
+        [0.0, 0.0, 1.0],
+    ];
+
+    #[inline(always)]
+    fn input_1d([d0, d1, d2, d3]: [V8; 4]) -> [V8; 4] {
+        [d0 - d2, d1 + d2, d2 - d1, d1 - d3]
+    }
+
+    #[inline(always)]
+    fn output_1d([m0, m1, m2, m3]: [V8; 4]) -> [V8; 2] {
+        [m0 + m1 + m2, m1 - m2 - m3]
+    }
+}
+
+/// F(4×4, 3×3), interpolation points 0, ±1, ±2.
+pub(crate) struct F43;
+
+impl Tile<6, 4> for F43 {
+    const G: [[f64; 3]; 6] = [
+        [1.0 / 4.0, 0.0, 0.0],
+        [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
+        [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
+        [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
+        [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
+        [0.0, 0.0, 1.0],
+    ];
+
+    #[inline(always)]
+    fn input_1d([d0, d1, d2, d3, d4, d5]: [V8; 6]) -> [V8; 6] {
+        let a = d4 - d2 * 4.0;
+        let b = d3 - d1 * 4.0;
+        let c = d4 - d2;
+        let e = (d3 - d1) * 2.0;
+        [
+            d0 * 4.0 - d2 * 5.0 + d4,
+            a + b,
+            a - b,
+            c + e,
+            c - e,
+            d1 * 4.0 - d3 * 5.0 + d5,
+        ]
+    }
+
+    #[inline(always)]
+    fn output_1d([m0, m1, m2, m3, m4, m5]: [V8; 6]) -> [V8; 4] {
+        let s12 = m1 + m2;
+        let d12 = m1 - m2;
+        let s34 = m3 + m4;
+        let d34 = m3 - m4;
+        [
+            m0 + s12 + s34,
+            d12 + d34 * 2.0,
+            s12 + s34 * 4.0,
+            d12 + d34 * 8.0 + m5,
+        ]
+    }
+}
+
+/// Transformed filters `U`, laid out `[A²][in_c][out_c]` so each tile position is a GEMM
+/// right-hand side.
+pub(crate) struct Winograd<const A: usize, const M: usize> {
+    u: Vec<f32>,
+    out_c: usize,
+    in_c: usize,
+    padding: usize,
+}
+
+impl<const A: usize, const M: usize> Winograd<A, M> {
+    /// Transforms OIHW 3×3 filters (`U = G g Gᵀ`, computed in f64 so the packing adds no
+    /// rounding of its own).
+    pub fn new<T: Tile<A, M>>(w_oihw: &[f32], out_c: usize, in_c: usize, padding: usize) -> Self {
+        let mut u = vec![0.0; A * A * in_c * out_c];
+        for o in 0..out_c {
+            for i in 0..in_c {
+                let g = &w_oihw[(o * in_c + i) * 9..][..9];
+                // gt = G g (A×3), then U = gt Gᵀ (A×A).
+                let gt: [[f64; 3]; A] = std::array::from_fn(|y| {
+                    std::array::from_fn(|j| {
+                        (0..3).map(|k| T::G[y][k] * f64::from(g[k * 3 + j])).sum()
+                    })
+                });
+                for y in 0..A {
+                    for x in 0..A {
+                        let v: f64 = (0..3).map(|j| gt[y][j] * T::G[x][j]).sum();
+                        u[((y * A + x) * in_c + i) * out_c + o] = v as f32;
+                    }
+                }
+            }
+        }
+        Self {
+            u,
+            out_c,
+            in_c,
+            padding,
+        }
+    }
+
+    /// Runs the convolution; shapes were checked by the caller.
+    pub fn forward<T: Tile<A, M>>(
+        &self,
+        isa: Isa,
+        input: &[f32],
+        g: Geometry,
+        epi: Epilogue,
+        out: &mut [f32],
+    ) {
+        let tiles_y = g.oh.div_ceil(M);
+        let tiles_x = g.ow.div_ceil(M);
+        let img_len = g.oh * g.ow * self.out_c;
+        let target = self.tiles_per_batch(g.n * tiles_y * tiles_x);
+        let per_img = tiles_y * tiles_x;
+        if per_img >= target {
+            // Bands of whole tile rows inside one image: each band is a contiguous output slice.
+            let band_rows = (target / tiles_x).max(1);
+            out.par_chunks_mut(img_len)
+                .enumerate()
+                .for_each(|(img, o)| {
+                    o.par_chunks_mut(band_rows * M * g.ow * self.out_c)
+                        .enumerate()
+                        .for_each(|(b, band)| {
+                            let ty0 = b * band_rows;
+                            let ty1 = (ty0 + band_rows).min(tiles_y);
+                            self.batch::<T>(isa, input, g, epi, img, 1, ty0, ty1, band);
+                        });
+                });
+        } else {
+            // Several whole images per batch (late layers have few tiles per image).
+            let imgs = (target / per_img).max(1);
+            out.par_chunks_mut(imgs * img_len)
+                .enumerate()
+                .for_each(|(b, o)| {
+                    let nimg = o.len() / img_len;
+                    self.batch::<T>(isa, input, g, epi, b * imgs, nimg, 0, tiles_y, o);
+                });
+        }
+    }
+
+    /// Tiles per GEMM batch: big enough for efficient GEMMs, small enough for several batches
+    /// per thread and for `V` and `M` to stay near L2.
+    fn tiles_per_batch(&self, total_tiles: usize) -> usize {
+        const CACHE_FLOATS: usize = 256 * 1024;
+        let by_cache = CACHE_FLOATS / (A * A * (self.in_c + self.out_c));
+        let by_threads = total_tiles.div_ceil(2 * rayon::current_num_threads());
+        by_cache.clamp(24, 128).min(by_threads).max(1)
+    }
+
+    /// Transform, multiply and inverse-transform the tiles of images `img0..img0 + nimg`,
+    /// tile rows `ty0..ty1`, writing into `out`, which starts at that first tile row.
+    #[allow(clippy::too_many_arguments)]
+    fn batch<T: Tile<A, M>>(
+        &self,
+        isa: Isa,
+        input: &[f32],
+        g: Geometry,
+        epi: Epilogue,
+        img0: usize,
+        nimg: usize,
+        ty0: usize,
+        ty1: usize,
+        out: &mut [f32],
+    ) {
+        let tiles_x = g.ow.div_ceil(M);
+        let tiles = nimg * (ty1 - ty0) * tiles_x;
+        let (ci, co) = (self.in_c, self.out_c);
+        let tile_pos = |t: usize| {
+            let img = img0 + t / ((ty1 - ty0) * tiles_x);
+            let ty = ty0 + (t / tiles_x) % (ty1 - ty0);
+            (img, ty * M, (t % tiles_x) * M)
+        };
+        with_scratch(A * A * tiles * (ci + co), |buf| {
+            let (v, m) = buf.split_at_mut(A * A * tiles * ci);
+            isa.run(|| {
+                for t in 0..tiles {
+                    let (img, y0, x0) = tile_pos(t);
+                    self.input_tile::<T>(input, g, img, y0, x0, t, tiles, v);
+                }
+            });
+            for p in 0..A * A {
+                matmul(
+                    tiles,
+                    co,
+                    ci,
+                    &v[p * tiles * ci..][..tiles * ci],
+                    &self.u[p * ci * co..][..ci * co],
+                    &mut m[p * tiles * co..][..tiles * co],
+                );
+            }
+            isa.run(|| {
+                let out_base = (img0 * g.oh + ty0 * M) * g.ow * co;
+                for t in 0..tiles {
+                    let (img, y0, x0) = tile_pos(t);
+                    self.output_tile::<T>(g, epi, img, y0, x0, t, tiles, m, out_base, out);
+                }
+            });
+        });
+    }
+
+    /// `V[p][t][..] = (Bᵀ d B)[p]` for the tile whose output corner is (`y0`, `x0`).
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn input_tile<T: Tile<A, M>>(
+        &self,
+        input: &[f32],
+        g: Geometry,
+        img: usize,
+        y0: usize,
+        x0: usize,
+        t: usize,
+        tiles: usize,
+        v: &mut [f32],
+    ) {
+        let c = self.in_c;
+        for cb in (0..c).step_by(V8::LANES) {
+            let len = (c - cb).min(V8::LANES);
+            let mut d = [[V8::default(); A]; A];
+            for (y, row) in d.iter_mut().enumerate() {
+                // `wrapping_sub` turns rows above the image into huge values, caught below.
+                let iy = (y0 + y).wrapping_sub(self.padding);
+                if iy >= g.h {
+                    continue;
+                }
+                for (x, e) in row.iter_mut().enumerate() {
+                    let ix = (x0 + x).wrapping_sub(self.padding);
+                    if ix < g.w {
+                        *e = V8::load(input, ((img * g.h + iy) * g.w + ix) * c + cb, len);
+                    }
+                }
+            }
+            for x in 0..A {
+                let col = T::input_1d(std::array::from_fn(|y| d[y][x]));
+                for (row, e) in d.iter_mut().zip(col) {
+                    row[x] = e;
+                }
+            }
+            for (y, row) in d.iter().enumerate() {
+                for (x, e) in T::input_1d(*row).into_iter().enumerate() {
+                    e.store(v, ((y * A + x) * tiles + t) * c + cb, len);
+                }
+            }
+        }
+    }
+
+    /// `Y = Aᵀ M A` for tile `t`, plus bias, residual and ReLU, stored where it lies inside
+    /// the output (the right and bottom tiles may hang over the edge).
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn output_tile<T: Tile<A, M>>(
+        &self,
+        g: Geometry,
+        epi: Epilogue,
+        img: usize,
+        y0: usize,
+        x0: usize,
+        t: usize,
+        tiles: usize,
+        m: &[f32],
+        out_base: usize,
+        out: &mut [f32],
+    ) {
+        let co = self.out_c;
+        let rows = (g.oh - y0).min(M);
+        let cols = (g.ow - x0).min(M);
+        for ob in (0..co).step_by(V8::LANES) {
+            let len = (co - ob).min(V8::LANES);
+            let s: [[V8; A]; A] = std::array::from_fn(|y| {
+                std::array::from_fn(|x| V8::load(m, ((y * A + x) * tiles + t) * co + ob, len))
+            });
+            let mut half = [[V8::default(); A]; M];
+            for x in 0..A {
+                let col = T::output_1d(std::array::from_fn(|y| s[y][x]));
+                for (row, e) in half.iter_mut().zip(col) {
+                    row[x] = e;
+                }
+            }
+            let bias = V8::load(epi.bias, ob, len);
+            for (dy, row) in half.iter().take(rows).enumerate() {
+                let y = T::output_1d(*row);
+                for (dx, &e) in y.iter().take(cols).enumerate() {
+                    let at = ((img * g.oh + y0 + dy) * g.ow + x0 + dx) * co + ob;
+                    let mut e = e + bias;
+                    if let Some(res) = epi.residual {
+                        e = e + V8::load(res, at, len);
+                    }
+                    if epi.relu {
+                        e = e.relu();
+                    }
+                    e.store(out, at - out_base, len);
+                }
+            }
+        }
+    }
+}
