@@ -10,7 +10,7 @@ use xsearch::ingest::decode::{decode_file, DecodeLimits};
 use xsearch::model::preprocess::Preprocessor;
 
 const OPENAI_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
-const OPENAI_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_1];
+const OPENAI_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
 
 #[derive(Deserialize)]
 struct Manifest {

@@ -66,7 +66,9 @@ fn missing_file_is_an_io_error() {
     let path = dir.path().join("absent.png");
     let err = decode_file(&path, &limits()).unwrap_err();
     assert!(matches!(err, DecodeError::Io { .. }), "{err:?}");
-    assert!(err.to_string().starts_with(&format!("{}: ", path.display())));
+    assert!(err
+        .to_string()
+        .starts_with(&format!("{}: ", path.display())));
 }
 
 #[test]
@@ -74,6 +76,22 @@ fn truncated_jpeg_is_corrupt() {
     let bytes = jpeg(&picture(64, 48));
     let err = decode_bytes(&bytes[..bytes.len() / 2], &limits()).unwrap_err();
     assert!(matches!(err, DecodeError::Corrupt { .. }), "{err:?}");
+    // Even one missing byte: the end-of-image marker is gone.
+    let err = decode_bytes(&bytes[..bytes.len() - 1], &limits()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "<memory>: corrupt or truncated image: JPEG data ends before its end-of-image marker (truncated file?)"
+    );
+}
+
+#[test]
+fn jpeg_with_bytes_after_its_end_still_decodes() {
+    // Cameras pad files and phones append trailers (motion-photo videos) after the JPEG's end.
+    let stored = picture(24, 16);
+    let mut bytes = jpeg(&stored);
+    bytes.extend_from_slice(b"\xff\xda\x00\x08trailer that is not JPEG\x00\x00\x00");
+    let image = decode_bytes(&bytes, &limits()).unwrap();
+    assert_eq!((image.width(), image.height()), (24, 16));
 }
 
 #[test]
@@ -90,7 +108,9 @@ fn random_bytes_named_jpg_are_an_unknown_format() {
     let mut state = 0x2545_f491_4f6c_dd1d_u64;
     let noise: Vec<u8> = (0..4096)
         .map(|_| {
-            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
             (state >> 56) as u8
         })
         .collect();
@@ -102,10 +122,16 @@ fn random_bytes_named_jpg_are_an_unknown_format() {
 #[test]
 fn text_file_is_an_unknown_format() {
     let dir = tempfile::tempdir().unwrap();
-    let path = write(dir.path(), "notes.png", b"sunset over the sea\nsecond line\n");
+    let path = write(
+        dir.path(),
+        "notes.png",
+        b"sunset over the sea\nsecond line\n",
+    );
     let err = decode_file(&path, &limits()).unwrap_err();
     assert!(matches!(err, DecodeError::UnknownFormat { .. }), "{err:?}");
-    assert!(err.to_string().starts_with(&format!("{}: not an image", path.display())));
+    assert!(err
+        .to_string()
+        .starts_with(&format!("{}: not an image", path.display())));
 }
 
 /// CRC-32 (IEEE), as PNG chunks need.
@@ -114,7 +140,11 @@ fn crc32(bytes: &[u8]) -> u32 {
     for &b in bytes {
         crc ^= u32::from(b);
         for _ in 0..8 {
-            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -139,11 +169,17 @@ fn png_bomb_is_rejected_from_its_header() {
     ihdr.extend_from_slice(&100_000u32.to_be_bytes());
     ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
     png_chunk(&mut png, b"IHDR", &ihdr);
-    png_chunk(&mut png, b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]);
+    png_chunk(
+        &mut png,
+        b"IDAT",
+        &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
+    );
     png_chunk(&mut png, b"IEND", &[]);
     let err = decode_bytes(&png, &limits()).unwrap_err();
     match err {
-        DecodeError::TooLarge { width, height, .. } => assert_eq!((width, height), (100_000, 100_000)),
+        DecodeError::TooLarge { width, height, .. } => {
+            assert_eq!((width, height), (100_000, 100_000))
+        }
         other => panic!("expected TooLarge, got {other:?}"),
     }
 }
@@ -204,7 +240,10 @@ fn exif_orientation_6_is_applied() {
     let top = upright.get_pixel(4, 3);
     let bottom = upright.get_pixel(4, 12);
     assert!(top[0] > 200 && top[2] < 60, "top is {top:?}, expected red");
-    assert!(bottom[2] > 200 && bottom[0] < 60, "bottom is {bottom:?}, expected blue");
+    assert!(
+        bottom[2] > 200 && bottom[0] < 60,
+        "bottom is {bottom:?}, expected blue"
+    );
 
     // The same bytes without the tag stay as stored.
     let plain = decode_bytes(&jpeg(&stored), &limits()).unwrap();
@@ -227,7 +266,12 @@ fn gif_decodes_its_first_frame() {
 #[test]
 fn lossless_formats_round_trip_exactly() {
     let original = DynamicImage::ImageRgb8(picture(37, 23));
-    for format in [ImageFormat::Png, ImageFormat::Bmp, ImageFormat::Tiff, ImageFormat::WebP] {
+    for format in [
+        ImageFormat::Png,
+        ImageFormat::Bmp,
+        ImageFormat::Tiff,
+        ImageFormat::WebP,
+    ] {
         let bytes = encode(&original, format);
         let decoded = decode_bytes(&bytes, &limits())
             .unwrap_or_else(|e| panic!("{format:?}: {e}"))

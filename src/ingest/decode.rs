@@ -8,12 +8,13 @@
 //! - EXIF orientation is applied on purpose: people see their photos upright, and search should
 //!   see them the same way. A broken EXIF block is ignored (the pixels are still good).
 //! - GIFs (and other animations) decode to their first frame.
+//! - A JPEG cut short is an error, as in Pillow, not a half-grey picture: the JPEG decoder
+//!   pads missing data silently, so the marker structure is checked for its end first.
 
-use std::fs::File;
-use std::io::{self, BufRead, BufReader, Cursor, Seek};
+use std::io::{self, Cursor};
 use std::path::{Path, PathBuf};
 
-use image::{DynamicImage, ImageDecoder, ImageError, ImageReader};
+use image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader};
 
 /// Bounds on what one image may cost to decode.
 ///
@@ -150,38 +151,47 @@ fn origin(path: &Option<PathBuf>) -> std::borrow::Cow<'_, str> {
 /// Decode the image file at `path`: format from its content, within `limits`, EXIF orientation
 /// applied, first frame of an animation.
 pub fn decode_file(path: &Path, limits: &DecodeLimits) -> Result<DynamicImage, DecodeError> {
-    let io_error = |source| DecodeError::Io {
+    // Whole-file reads: the JPEG decoder buffers its whole input anyway, and the compressed
+    // file is small next to the pixels it decodes to.
+    let bytes = std::fs::read(path).map_err(|source| DecodeError::Io {
         path: Some(path.to_path_buf()),
         source,
-    };
-    let file = File::open(path).map_err(io_error)?;
-    if file.metadata().map_err(io_error)?.len() == 0 {
-        return Err(DecodeError::Empty {
-            path: Some(path.to_path_buf()),
-        });
-    }
-    decode_reader(BufReader::new(file), limits, Some(path))
+    })?;
+    decode(&bytes, limits, Some(path))
 }
 
 /// [`decode_file`] for an image already in memory.
 pub fn decode_bytes(bytes: &[u8], limits: &DecodeLimits) -> Result<DynamicImage, DecodeError> {
-    if bytes.is_empty() {
-        return Err(DecodeError::Empty { path: None });
-    }
-    decode_reader(Cursor::new(bytes), limits, None)
+    decode(bytes, limits, None)
 }
 
-fn decode_reader<R: BufRead + Seek>(
-    reader: R,
+fn decode(
+    bytes: &[u8],
     limits: &DecodeLimits,
     path: Option<&Path>,
 ) -> Result<DynamicImage, DecodeError> {
     let path = || path.map(Path::to_path_buf);
-    let mut reader = ImageReader::new(reader)
+    if bytes.is_empty() {
+        return Err(DecodeError::Empty { path: path() });
+    }
+    let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
-        .map_err(|source| DecodeError::Io { path: path(), source })?;
-    if reader.format().is_none() {
-        return Err(DecodeError::UnknownFormat { path: path() });
+        .map_err(|source| DecodeError::Io {
+            path: path(),
+            source,
+        })?;
+    match reader.format() {
+        None => return Err(DecodeError::UnknownFormat { path: path() }),
+        // The JPEG decoder fills missing data with grey instead of failing; Pillow refuses such
+        // files ("image file is truncated"), and so do we.
+        Some(ImageFormat::Jpeg) if !jpeg_is_complete(bytes) => {
+            return Err(DecodeError::Corrupt {
+                path: path(),
+                message: "JPEG data ends before its end-of-image marker (truncated file?)"
+                    .to_owned(),
+            });
+        }
+        Some(_) => {}
     }
     // Building a decoder only parses the header. Without limits here, the dimensions check
     // below is ours, and its error can name the dimensions.
@@ -235,4 +245,44 @@ fn from_image_error(error: ImageError, path: Option<PathBuf>) -> DecodeError {
             message: e.to_string(),
         },
     }
+}
+
+/// Whether a JPEG's marker segments run through to an end-of-image marker.
+///
+/// Walks the segments of ITU-T T.81 annex B from the start: length-prefixed segments are
+/// skipped whole (so an EXIF thumbnail's own markers are never seen), and entropy-coded data
+/// ends at the first 0xFF not followed by a stuffed zero or a restart marker. Anything after
+/// the first end-of-image marker (vendor trailers, appended videos) is not looked at.
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let mut i = 2; // after SOI
+    while i + 1 < bytes.len() {
+        if bytes[i] != 0xff {
+            // Stray bytes between segments: lenient decoders skip them, so do we.
+            i += 1;
+            continue;
+        }
+        match bytes[i + 1] {
+            0xd9 => return true,
+            // Fill bytes, and markers without a length (TEM, RST0-7).
+            0xff => i += 1,
+            0x01 | 0xd0..=0xd7 => i += 2,
+            marker => {
+                let Some(length) = bytes.get(i + 2..i + 4) else {
+                    return false;
+                };
+                i += 2 + usize::from(u16::from_be_bytes([length[0], length[1]]));
+                if marker == 0xda {
+                    // Start of scan: entropy-coded data follows, up to the next real marker.
+                    while i + 1 < bytes.len()
+                        && !(bytes[i] == 0xff
+                            && bytes[i + 1] != 0
+                            && !(0xd0..=0xd7).contains(&bytes[i + 1]))
+                    {
+                        i += 1;
+                    }
+                }
+            }
+        }
+    }
+    false
 }

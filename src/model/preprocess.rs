@@ -8,9 +8,10 @@
 //!   long side to `int(size * long / short)`; when that is already the image's size, torchvision
 //!   returns the image untouched. Otherwise Pillow's `ImagingResample` runs: bicubic (Catmull-Rom,
 //!   a = -0.5), support widened by the downscale factor (antialiasing), 22-bit fixed-point
-//!   coefficients, a horizontal pass then a vertical pass, each rounding to `u8`. The port here
-//!   is bit-exact for 8-bit images; it only computes the output pixels that survive the crop,
-//!   which gives the same bytes for a fraction of the work on elongated images.
+//!   coefficients, two separable passes each rounding to `u8` (horizontal first, except for
+//!   images much taller than wide, see [`Geometry::vertical_first`]). The port here is bit-exact
+//!   for 8-bit images; it only computes the output pixels that survive the crop, which gives the
+//!   same bytes for a fraction of the work on elongated images.
 //! - **CenterCrop**: offsets `int(round((h - size) / 2.0))`, with Python's round-half-even.
 //! - **ToTensor + Normalize**: `(v / 255 - mean) / std` in `f32`, channel-planar (CHW).
 //!
@@ -29,6 +30,8 @@
 //! - **16-bit and float**: Pillow's `I;16 -> RGB` conversion clips (nearly every pixel becomes
 //!   255). We scale to 8 bits with rounding (`(v + 128) / 257`, the `image` crate's conversion)
 //!   before resizing, so 16-bit photos look like their 8-bit counterparts.
+
+use std::ops::Range;
 
 use image::{DynamicImage, RgbImage};
 use rayon::prelude::*;
@@ -102,10 +105,13 @@ impl Preprocessor {
             }
             DynamicImage::ImageRgb8(rgb) => geometry.apply::<3>(rgb.as_raw()),
             DynamicImage::ImageRgba8(rgba) => resize_crop_alpha::<4>(rgba.as_raw(), &geometry),
-            DynamicImage::ImageLuma16(_) => grey_to_rgb(&geometry.apply::<1>(img.to_luma8().as_raw())),
-            DynamicImage::ImageLumaA16(_) => {
-                grey_to_rgb(&resize_crop_alpha::<2>(img.to_luma_alpha8().as_raw(), &geometry))
+            DynamicImage::ImageLuma16(_) => {
+                grey_to_rgb(&geometry.apply::<1>(img.to_luma8().as_raw()))
             }
+            DynamicImage::ImageLumaA16(_) => grey_to_rgb(&resize_crop_alpha::<2>(
+                img.to_luma_alpha8().as_raw(),
+                &geometry,
+            )),
             DynamicImage::ImageRgba16(_) | DynamicImage::ImageRgba32F(_) => {
                 resize_crop_alpha::<4>(img.to_rgba8().as_raw(), &geometry)
             }
@@ -149,7 +155,11 @@ impl Preprocessor {
     ///
     /// If `out.len()` is not `images.len() * pixel_len`.
     pub fn write_batch(&self, images: &[DynamicImage], out: &mut [f32]) {
-        assert_eq!(out.len(), images.len() * self.pixel_len(), "batch buffer length");
+        assert_eq!(
+            out.len(),
+            images.len() * self.pixel_len(),
+            "batch buffer length"
+        );
         out.par_chunks_mut(self.pixel_len())
             .zip(images)
             .for_each(|(slot, img)| self.write_pixels(img, slot));
@@ -171,10 +181,18 @@ impl Geometry {
     // Mirrors torchvision's `_compute_resized_output_size` (single `size`, no `max_size`) and
     // `center_crop` (no padding is ever needed: both resized sides are at least `size`).
     fn new(in_w: usize, in_h: usize, size: usize) -> Self {
-        let (short, long) = if in_w <= in_h { (in_w, in_h) } else { (in_h, in_w) };
+        let (short, long) = if in_w <= in_h {
+            (in_w, in_h)
+        } else {
+            (in_h, in_w)
+        };
         // `int(size * long / short)`: Python's true division of two integers, both exact in f64.
         let new_long = ((size * long) as f64 / short as f64) as usize;
-        let (out_w, out_h) = if in_w <= in_h { (size, new_long) } else { (new_long, size) };
+        let (out_w, out_h) = if in_w <= in_h {
+            (size, new_long)
+        } else {
+            (new_long, size)
+        };
         let offset = |full: usize| ((full - size) as f64 / 2.0).round_ties_even() as usize;
         Self {
             in_w,
@@ -210,6 +228,17 @@ impl Geometry {
         out
     }
 
+    /// Whether Pillow runs the vertical pass first. Pillow 13 picks the order per resize; its
+    /// source was not available here, so the rule was measured against Pillow 13.0.0 (thousands
+    /// of random sizes, both orders told apart by their rounding): vertical first exactly when
+    /// the height shrinks and by more than twice what the width shrinks. For a shortest-side
+    /// resize that means portraits taller than about 2:1.
+    fn vertical_first(&self) -> bool {
+        let shrink_h = self.in_h as i64 - self.out_h as i64;
+        let shrink_w = self.in_w as i64 - self.out_w as i64;
+        shrink_h > 0 && shrink_h > 2 * shrink_w
+    }
+
     // Mirrors Pillow's `ImagingResampleInner` with box (0, 0, w, h), restricted to the output
     // window the crop keeps. Pillow skips a pass whose size does not change; at scale 1 the
     // bicubic weights are exactly [0, 1, 0, 0], so running it anyway gives the same bytes.
@@ -217,39 +246,18 @@ impl Geometry {
         let s = self.size;
         let horizontal = Coeffs::new(self.in_w, self.out_w, self.left, s);
         let vertical = Coeffs::new(self.in_h, self.out_h, self.top, s);
-        // Only the source rows some kept output row reads go through the horizontal pass.
-        let first_row = vertical.first;
-        let last_row = vertical.end;
-        let src_row = self.in_w * C;
-        let tmp_row = s * C;
-        let mut tmp = vec![0u8; (last_row - first_row) * tmp_row];
-        let rows = &src[first_row * src_row..last_row * src_row];
-        let work = (last_row - first_row) * s * horizontal.ksize * C;
-        let pass = |(out, input): (&mut [u8], &[u8])| horizontal.apply_row::<C>(input, out);
-        if work >= PARALLEL_MIN_WORK {
-            tmp.par_chunks_mut(tmp_row)
-                .zip(rows.par_chunks(src_row))
-                .for_each(pass);
+        let stride = self.in_w * C;
+        if self.vertical_first() {
+            // Only the source columns some kept output column reads go through the first pass.
+            let columns = horizontal.first * C..horizontal.end * C;
+            let tmp = vertical.vertical(src, stride, 0, columns.clone());
+            horizontal.horizontal::<C>(&tmp, columns.len(), horizontal.first)
         } else {
-            tmp.chunks_mut(tmp_row).zip(rows.chunks(src_row)).for_each(pass);
+            // Only the source rows some kept output row reads go through the first pass.
+            let rows = &src[vertical.first * stride..vertical.end * stride];
+            let tmp = horizontal.horizontal::<C>(rows, stride, 0);
+            vertical.vertical(&tmp, s * C, vertical.first, 0..s * C)
         }
-
-        let mut out = vec![0u8; s * tmp_row];
-        let work = s * tmp_row * vertical.ksize;
-        let pass = |acc: &mut Vec<i32>, (yy, out_row): (usize, &mut [u8])| {
-            vertical.apply_column(yy, &tmp, tmp_row, first_row, acc, out_row);
-        };
-        if work >= PARALLEL_MIN_WORK {
-            out.par_chunks_mut(tmp_row)
-                .enumerate()
-                .for_each_init(|| vec![0i32; tmp_row], pass);
-        } else {
-            let mut acc = vec![0i32; tmp_row];
-            out.chunks_mut(tmp_row)
-                .enumerate()
-                .for_each(|item| pass(&mut acc, item));
-        }
-        out
     }
 }
 
@@ -292,7 +300,11 @@ impl Coeffs {
             for (fixed, &w) in k.iter_mut().zip(&real[..n]) {
                 let w = if total != 0.0 { w / total } else { w };
                 let scaled = w * f64::from(1u32 << PRECISION_BITS);
-                *fixed = if w < 0.0 { (-0.5 + scaled) as i32 } else { (0.5 + scaled) as i32 };
+                *fixed = if w < 0.0 {
+                    (-0.5 + scaled) as i32
+                } else {
+                    (0.5 + scaled) as i32
+                };
             }
             bounds.push((xmin, n));
         }
@@ -312,44 +324,74 @@ impl Coeffs {
         (min, &self.weights[i * self.ksize..i * self.ksize + n])
     }
 
-    // Mirrors Pillow's `ImagingResampleHorizontal_8bpc` for one row.
-    fn apply_row<const C: usize>(&self, input: &[u8], out: &mut [u8]) {
-        for (i, px) in out.chunks_exact_mut(C).enumerate() {
-            let (min, k) = self.kernel(i);
-            let mut acc = [ROUNDING; C];
-            for (p, &w) in input[min * C..(min + k.len()) * C].chunks_exact(C).zip(k) {
+    // Mirrors Pillow's `ImagingResampleHorizontal_8bpc`: resample every row of `rows` (rows of
+    // `stride` bytes whose first pixel is input index `offset`), `C` interleaved channels.
+    fn horizontal<const C: usize>(&self, rows: &[u8], stride: usize, offset: usize) -> Vec<u8> {
+        let out_stride = self.bounds.len() * C;
+        let mut out = vec![0u8; rows.len() / stride * out_stride];
+        let pass = |(out, input): (&mut [u8], &[u8])| {
+            for (i, px) in out.chunks_exact_mut(C).enumerate() {
+                let (min, k) = self.kernel(i);
+                let from = (min - offset) * C;
+                let mut acc = [ROUNDING; C];
+                for (p, &w) in input[from..from + k.len() * C].chunks_exact(C).zip(k) {
+                    for c in 0..C {
+                        acc[c] += i32::from(p[c]) * w;
+                    }
+                }
                 for c in 0..C {
-                    acc[c] += i32::from(p[c]) * w;
+                    px[c] = clip8(acc[c]);
                 }
             }
-            for c in 0..C {
-                px[c] = clip8(acc[c]);
-            }
+        };
+        if out.len() * self.ksize >= PARALLEL_MIN_WORK {
+            out.par_chunks_mut(out_stride)
+                .zip(rows.par_chunks(stride))
+                .for_each(pass);
+        } else {
+            out.chunks_mut(out_stride)
+                .zip(rows.chunks(stride))
+                .for_each(pass);
         }
+        out
     }
 
-    // Mirrors Pillow's `ImagingResampleVertical_8bpc` for output row `yy`, over the rows of
-    // `tmp` (which start at source row `first_row`), accumulating a whole row at a time.
-    fn apply_column(
+    // Mirrors Pillow's `ImagingResampleVertical_8bpc`: `rows` holds rows of `stride` bytes, the
+    // first being input index `first_row`; only the bytes `columns` of each row are resampled.
+    // A whole output row accumulates at once, so the inner loop runs over contiguous bytes.
+    fn vertical(
         &self,
-        yy: usize,
-        tmp: &[u8],
-        row_len: usize,
+        rows: &[u8],
+        stride: usize,
         first_row: usize,
-        acc: &mut [i32],
-        out: &mut [u8],
-    ) {
-        let (min, k) = self.kernel(yy);
-        acc.fill(ROUNDING);
-        for (j, &w) in k.iter().enumerate() {
-            let start = (min + j - first_row) * row_len;
-            for (a, &v) in acc.iter_mut().zip(&tmp[start..start + row_len]) {
-                *a += i32::from(v) * w;
+        columns: Range<usize>,
+    ) -> Vec<u8> {
+        let width = columns.len();
+        let mut out = vec![0u8; self.bounds.len() * width];
+        let pass = |acc: &mut Vec<i32>, (yy, out_row): (usize, &mut [u8])| {
+            let (min, k) = self.kernel(yy);
+            acc.fill(ROUNDING);
+            for (j, &w) in k.iter().enumerate() {
+                let start = (min + j - first_row) * stride + columns.start;
+                for (a, &v) in acc.iter_mut().zip(&rows[start..start + width]) {
+                    *a += i32::from(v) * w;
+                }
             }
+            for (o, &a) in out_row.iter_mut().zip(acc.iter()) {
+                *o = clip8(a);
+            }
+        };
+        if out.len() * self.ksize >= PARALLEL_MIN_WORK {
+            out.par_chunks_mut(width)
+                .enumerate()
+                .for_each_init(|| vec![0i32; width], pass);
+        } else {
+            let mut acc = vec![0i32; width];
+            out.chunks_mut(width)
+                .enumerate()
+                .for_each(|item| pass(&mut acc, item));
         }
-        for (o, &a) in out.iter_mut().zip(acc.iter()) {
-            *o = clip8(a);
-        }
+        out
     }
 }
 
