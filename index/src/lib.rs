@@ -1,1 +1,354 @@
-//! Vector store for xsearch.
+//! Vector store for xsearch: sled holds the truth, an HNSW graph is derived from it.
+//!
+//! ```
+//! use xsearch_index::{Entry, Index, IndexSpec};
+//!
+//! # fn main() -> Result<(), xsearch_index::IndexError> {
+//! let dir = tempfile::tempdir().unwrap();
+//! let spec = IndexSpec { model: "clip-rn50".into(), dim: 2 };
+//! let index = Index::open(dir.path(), &spec)?;
+//! index.images().upsert_batch(vec![
+//!     Entry { key: b"/photos/sea.jpg".to_vec(), file: None, vector: vec![1.0, 0.0] },
+//!     Entry { key: b"/photos/cat.jpg".to_vec(), file: None, vector: vec![0.0, 1.0] },
+//! ])?;
+//! let hits = index.images().search(&[0.8, 0.6], 1, None)?;
+//! assert_eq!(hits[0].key, b"/photos/sea.jpg");
+//! index.close()?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Concepts
+//!
+//! - **Index**: a directory holding a sled store (`store/`) and graph snapshots (`graph/`).
+//!   It carries a format version, the model fingerprint and the embedding dimension; opening
+//!   it with another model or dimension is [`IndexError::ModelMismatch`].
+//! - **Collection**: keyed vectors. An index has two: [`Index::images`] (keys are path bytes)
+//!   and [`Index::texts`] (keys are UTF-8 texts, for image → text search).
+//! - **Id**: every upsert gives its vector a fresh [`Id`] from a counter; ids are never reused.
+//! - **Generation**: a counter bumped by every committed batch or removal. A graph snapshot
+//!   records the generation it covers.
+//! - **Tombstone**: a graph point whose record was removed or replaced. hnsw_rs cannot delete,
+//!   so searches skip them; [`Index::checkpoint`] rebuilds the graph when they exceed
+//!   [`IndexOptions::compact_fraction`].
+//!
+//! # Durability
+//!
+//! [`Collection::upsert_batch`] and [`Collection::remove`] commit one sled transaction and
+//! flush it: a kill loses at most the batch in flight. The graph is written to disk only by
+//! [`Index::checkpoint`] and [`Index::close`] (a snapshot costs a full dump, too much per
+//! batch). After a kill, the next open finds a stale snapshot and inserts the vectors added
+//! since ([`GraphStatus::Updated`]); a missing or corrupt one is rebuilt
+//! ([`GraphStatus::Rebuilt`]). [`Index::open_report`] says which, for the caller to print.
+
+mod collection;
+mod error;
+mod exact;
+mod graph;
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use sled::{Db, Tree};
+
+pub use collection::{
+    Collection, CollectionStats, Entry, FileStamp, GraphStatus, Hit, KeyFilter, Record,
+};
+pub use error::IndexError;
+pub use graph::{ClampedDot, HnswParams};
+
+use collection::{decode, encode, Context, IMAGES, TEXTS};
+
+/// The id of a stored vector.
+pub type Id = u64;
+
+/// The on-disk format this build reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// What an index is for: vectors of one model, of one dimension.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexSpec {
+    /// Model fingerprint (e.g. the hub id and weights hash); compared as an opaque string.
+    pub model: String,
+    /// Embedding dimension.
+    pub dim: usize,
+}
+
+/// Tuning knobs; [`Default`] is what xsearch uses.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct IndexOptions {
+    /// Collections with at most this many records are searched exactly.
+    pub exact_threshold: usize,
+    /// Candidate list size of HNSW searches (at least the number of results fetched).
+    pub ef_search: usize,
+    /// Rebuild the graph at checkpoint when tombstones exceed this fraction of its points.
+    pub compact_fraction: f64,
+    /// Graph parameters for a new index; an existing index keeps the ones it was created with.
+    pub hnsw: HnswParams,
+}
+
+impl Default for IndexOptions {
+    fn default() -> Self {
+        IndexOptions {
+            exact_threshold: 5_000,
+            ef_search: 64,
+            compact_fraction: 0.2,
+            hnsw: HnswParams::default(),
+        }
+    }
+}
+
+/// How each collection's graph was obtained at open time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenReport {
+    /// The image collection.
+    pub images: GraphStatus,
+    /// The text collection.
+    pub texts: GraphStatus,
+}
+
+/// Why a file could not be indexed, and when that was found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    /// The error, as the user should read it.
+    pub reason: String,
+    /// Seconds since the Unix epoch.
+    pub time_s: u64,
+}
+
+/// Counts for `xsearch status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexStats {
+    /// The image collection.
+    pub images: CollectionStats,
+    /// The text collection.
+    pub texts: CollectionStats,
+    /// Files whose last attempt failed.
+    pub failures: usize,
+}
+
+/// An open index directory. Holding it locks the directory against other processes.
+pub struct Index {
+    path: PathBuf,
+    spec: IndexSpec,
+    db: Db,
+    failures: Tree,
+    images: Collection,
+    texts: Collection,
+    report: OpenReport,
+}
+
+impl Index {
+    /// Opens (or creates) the index in `dir` with default options.
+    pub fn open(dir: impl AsRef<Path>, spec: &IndexSpec) -> Result<Index, IndexError> {
+        Index::open_with(dir, spec, IndexOptions::default())
+    }
+
+    /// Opens (or creates) the index in `dir`.
+    ///
+    /// Fails with [`IndexError::Locked`] if another process has it open,
+    /// [`IndexError::ModelMismatch`] if it was built for another model or dimension, and
+    /// [`IndexError::Incompatible`] if its format version is not [`FORMAT_VERSION`]. The
+    /// graphs are loaded from their snapshots, or repaired: see [`Index::open_report`].
+    pub fn open_with(
+        dir: impl AsRef<Path>,
+        spec: &IndexSpec,
+        options: IndexOptions,
+    ) -> Result<Index, IndexError> {
+        let path = dir.as_ref().to_path_buf();
+        std::fs::create_dir_all(&path).map_err(|e| IndexError::io(&path, e))?;
+        let db = sled::Config::new()
+            .path(path.join("store"))
+            .open()
+            .map_err(|e| IndexError::store(&path, e))?;
+        let tree = |name: &str| db.open_tree(name).map_err(|e| IndexError::store(&path, e));
+        let meta = tree("meta")?;
+        let failures = tree("failures")?;
+        let params = check_meta(&path, &meta, spec, options.hnsw)?;
+        let ctx = |names| {
+            Collection::open(
+                Context {
+                    db: &db,
+                    meta: &meta,
+                    path: &path,
+                    graph_dir: path.join("graph"),
+                    dim: spec.dim,
+                    options,
+                    params,
+                },
+                names,
+            )
+        };
+        let (images, images_status) = ctx(IMAGES)?;
+        let (texts, texts_status) = ctx(TEXTS)?;
+        Ok(Index {
+            path,
+            spec: spec.clone(),
+            db,
+            failures,
+            images,
+            texts,
+            report: OpenReport {
+                images: images_status,
+                texts: texts_status,
+            },
+        })
+    }
+
+    /// The image collection (keys: path bytes).
+    pub fn images(&self) -> &Collection {
+        &self.images
+    }
+
+    /// The text collection (keys: UTF-8 texts).
+    pub fn texts(&self) -> &Collection {
+        &self.texts
+    }
+
+    /// How the graphs were obtained at open; repairs are worth a line on stderr.
+    pub fn open_report(&self) -> &OpenReport {
+        &self.report
+    }
+
+    /// The model and dimension of this index.
+    pub fn spec(&self) -> &IndexSpec {
+        &self.spec
+    }
+
+    /// The index directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Remembers that `key` (a path) could not be indexed. Durable at the next commit,
+    /// checkpoint or close.
+    pub fn record_failure(&self, key: &[u8], reason: &str) -> Result<(), IndexError> {
+        let time_s = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let failure = Failure {
+            reason: reason.to_string(),
+            time_s,
+        };
+        self.failures
+            .insert(key, encode(&failure))
+            .map_err(|e| IndexError::store(&self.path, e))?;
+        Ok(())
+    }
+
+    /// Forgets the failure of `key`; returns whether there was one.
+    pub fn clear_failure(&self, key: &[u8]) -> Result<bool, IndexError> {
+        let old = self
+            .failures
+            .remove(key)
+            .map_err(|e| IndexError::store(&self.path, e))?;
+        Ok(old.is_some())
+    }
+
+    /// Every recorded failure, in key order.
+    pub fn failures(&self) -> Result<Vec<(Vec<u8>, Failure)>, IndexError> {
+        self.failures
+            .iter()
+            .map(|item| {
+                let (key, bytes) = item.map_err(|e| IndexError::store(&self.path, e))?;
+                let failure = decode(&bytes).map_err(|e| IndexError::Corrupt {
+                    path: self.path.clone(),
+                    what: format!("failures: {e}"),
+                })?;
+                Ok((key.to_vec(), failure))
+            })
+            .collect()
+    }
+
+    /// Counts of both collections and of failures.
+    pub fn stats(&self) -> Result<IndexStats, IndexError> {
+        Ok(IndexStats {
+            images: self.images.stats()?,
+            texts: self.texts.stats()?,
+            failures: self.failures.len(),
+        })
+    }
+
+    /// Compacts graphs with too many tombstones, writes snapshots that are out of date, and
+    /// flushes everything. Call it at the end of an ingest run.
+    pub fn checkpoint(&self) -> Result<(), IndexError> {
+        self.images.checkpoint(false)?;
+        self.texts.checkpoint(false)?;
+        self.db
+            .flush()
+            .map_err(|e| IndexError::store(&self.path, e))?;
+        Ok(())
+    }
+
+    /// Checkpoints and releases the directory.
+    pub fn close(self) -> Result<(), IndexError> {
+        self.checkpoint()
+    }
+}
+
+/// Meta keys shared by both collections.
+const META_FORMAT: &str = "format_version";
+const META_MODEL: &str = "model";
+const META_DIM: &str = "dim";
+const META_HNSW: &str = "hnsw";
+
+/// Initialises meta for a new index, or checks an existing one against `spec`; returns the
+/// graph parameters the index was created with.
+fn check_meta(
+    path: &Path,
+    meta: &Tree,
+    spec: &IndexSpec,
+    hnsw: HnswParams,
+) -> Result<HnswParams, IndexError> {
+    let store = |e| IndexError::store(path, e);
+    let corrupt = |what: String| IndexError::Corrupt {
+        path: path.to_path_buf(),
+        what,
+    };
+    let Some(version) = meta.get(META_FORMAT).map_err(store)? else {
+        meta.insert(META_MODEL, spec.model.as_bytes())
+            .map_err(store)?;
+        meta.insert(META_DIM, &(spec.dim as u64).to_be_bytes())
+            .map_err(store)?;
+        meta.insert(META_HNSW, encode(&hnsw)).map_err(store)?;
+        // The version goes last: an index without it is one whose creation did not finish.
+        meta.insert(META_FORMAT, &FORMAT_VERSION.to_be_bytes())
+            .map_err(store)?;
+        meta.flush().map_err(store)?;
+        return Ok(hnsw);
+    };
+    let found = <[u8; 4]>::try_from(version.as_ref())
+        .map(u32::from_be_bytes)
+        .map_err(|_| corrupt("meta: format version".into()))?;
+    if found != FORMAT_VERSION {
+        return Err(IndexError::Incompatible {
+            path: path.to_path_buf(),
+            found,
+            supported: FORMAT_VERSION,
+        });
+    }
+    let model = meta.get(META_MODEL).map_err(store)?.unwrap_or_default();
+    let dim = meta.get(META_DIM).map_err(store)?.unwrap_or_default();
+    let index = IndexSpec {
+        model: String::from_utf8_lossy(&model).into_owned(),
+        dim: <[u8; 8]>::try_from(dim.as_ref())
+            .map(|b| u64::from_be_bytes(b) as usize)
+            .map_err(|_| corrupt("meta: dim".into()))?,
+    };
+    if index != *spec {
+        return Err(IndexError::ModelMismatch {
+            path: path.to_path_buf(),
+            index,
+            requested: spec.clone(),
+        });
+    }
+    let params = meta.get(META_HNSW).map_err(store)?.unwrap_or_default();
+    decode(&params).map_err(|e| corrupt(format!("meta: hnsw parameters: {e}")))
+}
+
+// The CLI shares one index between its embedding and search threads.
+const _: fn() = || {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<Index>();
+};

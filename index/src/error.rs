@@ -1,0 +1,125 @@
+//! Errors of the index, each naming the thing it is about.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::IndexSpec;
+
+/// Everything that can go wrong while opening, writing or searching an index.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    /// Another process (or another `Index` in this process) holds the index open.
+    #[error(
+        "{}: the index is in use by another xsearch process\n\nWait for it to finish (or stop it), then run this again.",
+        path.display()
+    )]
+    Locked {
+        /// The index directory.
+        path: PathBuf,
+    },
+    /// The index was built with another model or embedding size than the one requested.
+    #[error(
+        "{}: the index was built with {index}, not {requested}\n\nUse the same model, or pick another index directory (--index).",
+        path.display()
+    )]
+    ModelMismatch {
+        /// The index directory.
+        path: PathBuf,
+        /// What the index was built with.
+        index: IndexSpec,
+        /// What the caller asked for.
+        requested: IndexSpec,
+    },
+    /// The index was written in a format this version cannot read.
+    #[error(
+        "{}: index format version {found} is not supported (this build reads version {supported})\n\nRebuild the index in a new directory.",
+        path.display()
+    )]
+    Incompatible {
+        /// The index directory.
+        path: PathBuf,
+        /// The format version found on disk.
+        found: u32,
+        /// The format version this build reads and writes.
+        supported: u32,
+    },
+    /// A stored value could not be decoded.
+    #[error("{}: corrupt index data: {what}", path.display())]
+    Corrupt {
+        /// The index directory.
+        path: PathBuf,
+        /// Which value, and how it is broken.
+        what: String,
+    },
+    /// A vector does not have the index's dimension.
+    #[error("{key}: vector has {found} dimensions, the index stores {expected}")]
+    Dimension {
+        /// The entry key (lossy UTF-8), or `query`.
+        key: String,
+        /// The index's dimension.
+        expected: usize,
+        /// The vector's length.
+        found: usize,
+    },
+    /// A vector holds a NaN or an infinity.
+    #[error("{key}: vector holds a NaN or infinite value")]
+    NonFinite {
+        /// The entry key (lossy UTF-8), or `query`.
+        key: String,
+    },
+    /// The sled store failed.
+    #[error("{}: {source}", path.display())]
+    Store {
+        /// The store directory.
+        path: PathBuf,
+        /// What sled reported.
+        source: sled::Error,
+    },
+    /// A file operation failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// What the system reported.
+        source: std::io::Error,
+    },
+    /// Writing the HNSW snapshot failed.
+    #[error("{}: could not write the graph snapshot: {message}", path.display())]
+    Snapshot {
+        /// The snapshot directory.
+        path: PathBuf,
+        /// What hnsw_rs reported.
+        message: String,
+    },
+}
+
+impl IndexError {
+    /// Maps a sled error, recognising sled's lock failure (an `io::Error` whose text is
+    /// "could not acquire lock on ..."; sled gives it no kind of its own).
+    pub(crate) fn store(path: &std::path::Path, source: sled::Error) -> Self {
+        if let sled::Error::Io(io) = &source {
+            if io.to_string().contains("could not acquire lock") {
+                return IndexError::Locked {
+                    path: path.to_path_buf(),
+                };
+            }
+        }
+        IndexError::Store {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        IndexError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+impl fmt::Display for IndexSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "model '{}' (dim {})", self.model, self.dim)
+    }
+}
