@@ -230,7 +230,10 @@ type TxResult<T> = Result<T, ConflictableTransactionError<IndexError>>;
 
 impl Collection {
     /// Opens the collection's trees and brings its graph up to date with the store.
-    pub(crate) fn open(ctx: Context<'_>, names: Names) -> Result<(Collection, GraphStatus), IndexError> {
+    pub(crate) fn open(
+        ctx: Context<'_>,
+        names: Names,
+    ) -> Result<(Collection, GraphStatus), IndexError> {
         let tree = |name: &str| {
             ctx.db
                 .open_tree(name)
@@ -338,34 +341,33 @@ impl Collection {
             .map(|e| e.vector.iter().flat_map(|x| x.to_le_bytes()).collect())
             .collect();
         let _writer = lock(&self.writer);
-        let (added, removed) = self
-            .transaction(|meta, records, vector_tree, hashes, ids| {
-                let mut next = self.meta_u64(meta.get(self.meta_key("next_id"))?)?;
-                let mut added = Vec::with_capacity(entries.len());
-                let mut removed = Vec::new();
-                for (entry, bytes) in entries.iter().zip(&vectors) {
-                    let id = next;
-                    next += 1;
-                    let record = Record {
-                        id,
-                        file: entry.file.clone(),
-                    };
-                    if let Some(old) = records.insert(entry.key.as_slice(), encode(&record))? {
-                        let old: Record = self.decode(&old, "record")?;
-                        self.unlink(vector_tree, hashes, ids, &old)?;
-                        removed.push(old.id);
-                    }
-                    vector_tree.insert(&id.to_be_bytes(), bytes.as_slice())?;
-                    ids.insert(&id.to_be_bytes(), entry.key.as_slice())?;
-                    if let Some(file) = &entry.file {
-                        hashes.insert(hash_key(&file.hash, id), &[])?;
-                    }
-                    added.push(id);
+        let (added, removed) = self.transaction(|meta, records, vector_tree, hashes, ids| {
+            let mut next = self.meta_u64(meta.get(self.meta_key("next_id"))?)?;
+            let mut added = Vec::with_capacity(entries.len());
+            let mut removed = Vec::new();
+            for (entry, bytes) in entries.iter().zip(&vectors) {
+                let id = next;
+                next += 1;
+                let record = Record {
+                    id,
+                    file: entry.file.clone(),
+                };
+                if let Some(old) = records.insert(entry.key.as_slice(), encode(&record))? {
+                    let old: Record = self.decode(&old, "record")?;
+                    self.unlink(vector_tree, hashes, ids, &old)?;
+                    removed.push(old.id);
                 }
-                meta.insert(self.meta_key("next_id"), &next.to_be_bytes())?;
-                self.bump_generation(meta)?;
-                Ok((added, removed))
-            })?;
+                vector_tree.insert(&id.to_be_bytes(), bytes.as_slice())?;
+                ids.insert(&id.to_be_bytes(), entry.key.as_slice())?;
+                if let Some(file) = &entry.file {
+                    hashes.insert(hash_key(&file.hash, id), &[])?;
+                }
+                added.push(id);
+            }
+            meta.insert(self.meta_key("next_id"), &next.to_be_bytes())?;
+            self.bump_generation(meta)?;
+            Ok((added, removed))
+        })?;
         self.flush()?;
         {
             let mut live = write(&self.live);
@@ -500,7 +502,7 @@ impl Collection {
                 }
             }
             if hits.len() >= k {
-                hits.sort_by(|a, b| scored(a).cmp(&scored(b)));
+                hits.sort_by_key(scored);
                 hits.truncate(k);
                 return Ok(hits);
             }
@@ -735,9 +737,13 @@ impl Collection {
     }
 
     fn decode_id(&self, bytes: &[u8]) -> Result<Id, IndexError> {
-        let bytes: [u8; 8] = bytes
-            .try_into()
-            .map_err(|_| self.corrupt(format!("{}: an id has {} bytes", self.names.name, bytes.len())))?;
+        let bytes: [u8; 8] = bytes.try_into().map_err(|_| {
+            self.corrupt(format!(
+                "{}: an id has {} bytes",
+                self.names.name,
+                bytes.len()
+            ))
+        })?;
         Ok(Id::from_be_bytes(bytes))
     }
 

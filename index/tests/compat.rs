@@ -65,11 +65,17 @@ fn v1_fixture_opens_with_its_snapshots_and_answers() {
             let keys: Vec<Vec<u8>> = hits.iter().map(|h| h.key.clone()).collect();
             assert_eq!(keys, expected_ranking(&live, &query)[..5], "seed {seed}");
         }
-        let hits = index.images().search(&fixture::vector(17), 1, None).unwrap();
+        let hits = index
+            .images()
+            .search(&fixture::vector(17), 1, None)
+            .unwrap();
         assert_eq!(hits[0].key, fixture::image_key(17));
         assert!((hits[0].score - 1.0).abs() < 1e-5);
 
-        let texts = index.texts().search(&fixture::vector(201), 3, None).unwrap();
+        let texts = index
+            .texts()
+            .search(&fixture::vector(201), 3, None)
+            .unwrap();
         assert_eq!(texts[0].key, fixture::TEXTS[1].as_bytes());
         assert_eq!(texts.len(), 3);
     }
@@ -83,9 +89,15 @@ fn v1_fixture_keeps_records_hashes_and_failures() {
     assert_eq!(record.file, Some(fixture::stamp(3)));
     assert_eq!(images.vector(record.id).unwrap(), Some(fixture::vector(3)));
     assert_eq!(images.get(&fixture::image_key(5)).unwrap(), None);
-    let replaced = images.get(&fixture::image_key(fixture::REPLACED)).unwrap().unwrap();
+    let replaced = images
+        .get(&fixture::image_key(fixture::REPLACED))
+        .unwrap()
+        .unwrap();
     let (id, vector) = images.lookup_hash(b"hash-10").unwrap().unwrap();
-    assert_eq!((id, vector), (replaced.id, fixture::vector(fixture::REPLACED_SEED)));
+    assert_eq!(
+        (id, vector),
+        (replaced.id, fixture::vector(fixture::REPLACED_SEED))
+    );
     assert_eq!(images.lookup_hash(b"hash-6").unwrap(), None);
     let failures = index.failures().unwrap();
     assert_eq!(failures.len(), 1);

@@ -55,7 +55,10 @@ fn open(dir: &std::path::Path, exact_threshold: usize) -> Index {
 }
 
 /// The model's exact ranking: score descending, then id ascending.
-fn model_ranking(model: &HashMap<Vec<u8>, (Id, Vec<f32>)>, query: &[f32]) -> Vec<(Vec<u8>, Id, f32)> {
+fn model_ranking(
+    model: &HashMap<Vec<u8>, (Id, Vec<f32>)>,
+    query: &[f32],
+) -> Vec<(Vec<u8>, Id, f32)> {
     let mut ranked: Vec<_> = model
         .iter()
         .map(|(k, (id, v))| {

@@ -8,6 +8,7 @@ const POINTS: usize = 20_000;
 const CLUSTERS: usize = 200;
 const QUERIES: usize = 200;
 const K: usize = 10;
+const NOISE: f32 = 0.15;
 
 /// splitmix64: a dependency-free, reproducible generator.
 struct Rng(u64);
@@ -37,17 +38,27 @@ fn normalize(v: Vec<f32>) -> Vec<f32> {
     v.into_iter().map(|x| x / norm).collect()
 }
 
-/// A point near one of the cluster centres.
+/// A point near one of the cluster centres (unit vectors), with N(0, NOISE²) noise per
+/// dimension. The noise sets the difficulty: on this distribution hnswlib (M 16,
+/// ef_construction 200) reaches recall@10 0.988 / 0.995 / 1.000 at ef 36 / 64 / 128; at noise
+/// 0.2, 0.918 at ef 64; at 0.35 the points are near-uniform on the sphere, unlike embeddings,
+/// and it falls to 0.746 (`benches/hnswlib_recall.py`). This crate measured 0.808 there.
 fn sample(rng: &mut Rng, centres: &[Vec<f32>]) -> Vec<f32> {
     let centre = &centres[(rng.next_u64() % centres.len() as u64) as usize];
-    normalize(centre.iter().map(|c| c + 0.35 * rng.normal()).collect())
+    normalize(centre.iter().map(|c| c + NOISE * rng.normal()).collect())
 }
 
 #[test]
 fn hnsw_recall_at_10_is_at_least_095() {
     let mut rng = Rng(7);
     let centres: Vec<Vec<f32>> = (0..CLUSTERS)
-        .map(|_| normalize((0..DIM).map(|_| rng.normal() / (DIM as f32).sqrt()).collect()))
+        .map(|_| {
+            normalize(
+                (0..DIM)
+                    .map(|_| rng.normal() / (DIM as f32).sqrt())
+                    .collect(),
+            )
+        })
         .collect();
     let dir = tempfile::tempdir().unwrap();
     let spec = IndexSpec {
@@ -83,5 +94,6 @@ fn hnsw_recall_at_10_is_at_least_095() {
             .count();
     }
     let recall = found as f64 / (QUERIES * K) as f64;
+    eprintln!("recall@{K} = {recall:.3}");
     assert!(recall >= 0.95, "recall@{K} = {recall:.3}");
 }

@@ -101,7 +101,8 @@ fn second_open_is_locked() {
     let err = Index::open(dir.path(), &spec()).err().unwrap();
     assert!(matches!(err, IndexError::Locked { .. }), "{err:?}");
     assert!(
-        err.to_string().contains("in use by another xsearch process"),
+        err.to_string()
+            .contains("in use by another xsearch process"),
         "{err}"
     );
 }
@@ -118,14 +119,23 @@ fn snapshot_is_reused_on_reopen() {
     assert_eq!(index.open_report().images, GraphStatus::Loaded);
     assert_eq!(index.open_report().texts, GraphStatus::Empty);
     let stats = index.images().stats().unwrap();
-    assert_eq!((stats.live, stats.graph_points, stats.tombstones), (300, 300, 0));
+    assert_eq!(
+        (stats.live, stats.graph_points, stats.tombstones),
+        (300, 300, 0)
+    );
     assert_eq!(stats.snapshot_generation, Some(stats.generation));
     // The reloaded graph finds each stored vector as its own best match, and takes inserts.
     let query = unit(123);
-    assert_eq!(index.images().search(&query, 1, None).unwrap()[0].key, b"/p/0123.jpg");
+    assert_eq!(
+        index.images().search(&query, 1, None).unwrap()[0].key,
+        b"/p/0123.jpg"
+    );
     index.images().upsert_batch(entries(300..310)).unwrap();
     let query = unit(305);
-    assert_eq!(index.images().search(&query, 1, None).unwrap()[0].key, b"/p/0305.jpg");
+    assert_eq!(
+        index.images().search(&query, 1, None).unwrap()[0].key,
+        b"/p/0305.jpg"
+    );
 }
 
 #[test]
@@ -152,7 +162,10 @@ fn stale_snapshot_is_caught_up_and_reported() {
         other => panic!("expected Updated, got {other:?}"),
     }
     let stats = index.images().stats().unwrap();
-    assert_eq!((stats.live, stats.graph_points, stats.tombstones), (249, 250, 1));
+    assert_eq!(
+        (stats.live, stats.graph_points, stats.tombstones),
+        (249, 250, 1)
+    );
     // The repair wrote a fresh snapshot: the next open loads it.
     assert_eq!(stats.snapshot_generation, Some(3));
     let hits = index.images().search(&unit(7), 300, None).unwrap();
@@ -187,11 +200,17 @@ fn corrupt_snapshot_is_rebuilt_and_reported() {
         other => panic!("expected Rebuilt, got {other:?}"),
     }
     assert!(index.open_report().images.to_string().contains("rebuilt"));
-    assert_eq!(index.images().search(&unit(42), 1, None).unwrap()[0].key, b"/p/0042.jpg");
+    assert_eq!(
+        index.images().search(&unit(42), 1, None).unwrap()[0].key,
+        b"/p/0042.jpg"
+    );
     // The old, corrupt files were replaced by the new snapshot's.
     let new_files = graph_files(dir.path());
     assert_eq!(new_files.len(), 2);
-    assert!(new_files.iter().all(|f| !files.contains(f)), "{new_files:?}");
+    assert!(
+        new_files.iter().all(|f| !files.contains(f)),
+        "{new_files:?}"
+    );
 }
 
 #[test]
@@ -219,7 +238,10 @@ fn checkpoint_compacts_tombstones() {
     assert_eq!(index.images().stats().unwrap().tombstones, 30);
     index.checkpoint().unwrap();
     let stats = index.images().stats().unwrap();
-    assert_eq!((stats.live, stats.graph_points, stats.tombstones), (70, 70, 0));
+    assert_eq!(
+        (stats.live, stats.graph_points, stats.tombstones),
+        (70, 70, 0)
+    );
     // Below the fraction, checkpoint leaves tombstones alone.
     index.images().remove(&[b"/p/0050.jpg"]).unwrap();
     index.checkpoint().unwrap();
@@ -261,8 +283,12 @@ fn hashes_find_vectors_until_their_last_record_goes() {
 fn failures_are_recorded_and_cleared() {
     let dir = tempfile::tempdir().unwrap();
     let index = Index::open(dir.path(), &spec()).unwrap();
-    index.record_failure(b"/p/bad.jpg", "invalid JPEG marker").unwrap();
-    index.record_failure(b"/p/big.png", "image too large").unwrap();
+    index
+        .record_failure(b"/p/bad.jpg", "invalid JPEG marker")
+        .unwrap();
+    index
+        .record_failure(b"/p/big.png", "image too large")
+        .unwrap();
     index.close().unwrap();
     let index = Index::open(dir.path(), &spec()).unwrap();
     let failures = index.failures().unwrap();
@@ -311,7 +337,10 @@ fn filter_restricts_graph_and_exact_search() {
     let accept = |key: &[u8]| key.ends_with(b"7.jpg");
     let query = unit(5);
     let graph = index.images().search(&query, 10, Some(&accept)).unwrap();
-    let exact = index.images().exact_search(&query, 10, Some(&accept)).unwrap();
+    let exact = index
+        .images()
+        .exact_search(&query, 10, Some(&accept))
+        .unwrap();
     assert_eq!(exact.len(), 10);
     assert!(exact.iter().all(|h| accept(&h.key)));
     let graph_keys: Vec<_> = graph.iter().map(|h| &h.key).collect();
