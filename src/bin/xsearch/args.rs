@@ -1,0 +1,170 @@
+//! Command-line arguments, parsed once into plain structs; commands never see clap.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// The default model: OpenAI's CLIP ResNet-50 in open_clip's hub layout.
+pub const DEFAULT_MODEL: &str = "timm/resnet50_clip.openai";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "xsearch",
+    version,
+    about = "Find images by describing them: CLIP ResNet-50 search over your photos, offline.",
+    long_about = "xsearch embeds images and texts with CLIP's ResNet-50 into one space, so a \
+                  sentence finds the photos it describes, a photo finds its look-alikes, and a \
+                  photo finds its best captions.",
+    after_help = "Examples:\n  \
+                  xsearch embed --text \"sunset over sea\"\n  \
+                  xsearch embed --image photo.jpg --json\n  \
+                  xsearch --model ./my-model-dir embed --image a.png b.png\n\n\
+                  Weights: --model takes a local directory holding open_clip_config.json and \
+                  open_clip_model.safetensors, or a Hugging Face hub id (downloaded once into the \
+                  Hugging Face cache; set HF_HUB_OFFLINE=1 to use the cache only)."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Model: a directory with open_clip_config.json and open_clip_model.safetensors, or a
+    /// Hugging Face hub id.
+    #[arg(long, global = true, env = "XSEARCH_MODEL", default_value = DEFAULT_MODEL, value_name = "DIR|HUB_ID")]
+    pub model: String,
+
+    /// Print JSON Lines (one object per result) instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Index directory [default: the platform's data directory, e.g. ~/.local/share/xsearch].
+    #[arg(long, global = true, env = "XSEARCH_INDEX", value_name = "DIR")]
+    pub index: Option<PathBuf>,
+
+    /// Worker threads for inference [default: RAYON_NUM_THREADS, else one per core].
+    #[arg(long, global = true, value_name = "N")]
+    pub threads: Option<usize>,
+
+    /// No progress bars or summaries on stderr; errors are still reported.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Add or refresh folders and files in the index (incremental: unchanged files are skipped,
+    /// changed ones re-embedded, deleted ones removed).
+    #[command(
+        after_help = "Exit status: 0 when every image was indexed, 1 when no image was \
+                            found, 2 when some files were skipped (listed on stderr and by \
+                            `xsearch status`) or the run failed."
+    )]
+    Index(IndexArgs),
+    /// Search the index: text → images, image → images, or (with --texts) → texts.
+    #[command(after_help = QUERY_HELP)]
+    Query(QueryArgs),
+    /// Manage the text collection that `query --texts` searches.
+    #[command(subcommand)]
+    Texts(TextsCommand),
+    /// Rank labels for images (zero-shot classification); needs no index.
+    Tag(TagArgs),
+    /// Show what the index holds: counts, model, files that could not be indexed.
+    Status,
+    /// Print the embeddings of images or texts.
+    Embed(EmbedArgs),
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct EmbedArgs {
+    /// Images to embed (JPEG, PNG, WebP, GIF, BMP, TIFF).
+    #[arg(long = "image", num_args = 1.., value_name = "PATH")]
+    pub images: Vec<PathBuf>,
+
+    /// Texts to embed.
+    #[arg(long = "text", num_args = 1.., value_name = "TEXT")]
+    pub texts: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct IndexArgs {
+    /// Folders or image files to index.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+
+    /// Follow symbolic links (loops are detected and reported).
+    #[arg(long)]
+    pub follow_symlinks: bool,
+
+    /// Images embedded together.
+    #[arg(long, default_value_t = xsearch::ingest::pipeline::IngestOptions::default().batch_size, value_name = "N")]
+    pub batch_size: usize,
+}
+
+const QUERY_HELP: &str = "Query syntax: terms joined by ' + ' and ' - ' (spaces around the \
+operator), each optionally weighted with N: in front. A term naming an existing image file is an \
+image; anything else is text.\n\n\
+Examples:\n  \
+xsearch query sunset over sea\n  \
+xsearch query --image ./beach.jpg\n  \
+xsearch query '2:beach + ./photo.jpg - people'\n  \
+xsearch query --image photo.jpg --texts      (best captions for a photo)\n  \
+xsearch query -k 20 --in ~/Pictures/2024 dog\n\n\
+Exit status: 0 when results were printed, 1 when nothing was found, 2 on error.";
+
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// The query (words are joined with spaces; see the syntax below).
+    #[arg(value_name = "QUERY", required_unless_present = "images")]
+    pub words: Vec<String>,
+
+    /// Query with an image (repeatable; combined with the text terms).
+    #[arg(long = "image", value_name = "PATH")]
+    pub images: Vec<PathBuf>,
+
+    /// Search the text collection (`xsearch texts add`) instead of the images.
+    #[arg(long)]
+    pub texts: bool,
+
+    /// Number of results.
+    #[arg(short = 'k', long = "top", default_value_t = 10, value_name = "K")]
+    pub top: usize,
+
+    /// Only images under this folder.
+    #[arg(long = "in", value_name = "DIR")]
+    pub within: Option<PathBuf>,
+
+    /// Show thumbnails of the hits in the terminal (kitty, iTerm2, sixel, or coloured blocks;
+    /// XSEARCH_PREVIEW=kitty|iterm2|sixel|blocks overrides the detection).
+    #[arg(long)]
+    pub preview: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TextsCommand {
+    /// Add the lines of a file (one text per line; blank lines skipped) to the text collection.
+    Add {
+        /// A UTF-8 text file; `-` reads standard input.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct TagArgs {
+    /// Images to tag.
+    #[arg(required = true, value_name = "IMAGE")]
+    pub images: Vec<PathBuf>,
+
+    /// A file with one label per line.
+    #[arg(long, value_name = "FILE")]
+    pub labels: PathBuf,
+
+    /// Labels shown per image.
+    #[arg(short = 'k', long = "top", default_value_t = 5, value_name = "K")]
+    pub top: usize,
+}

@@ -1,0 +1,109 @@
+//! `xsearch query`: text → images, image → images, or either → texts.
+
+use std::io::Write;
+
+use anyhow::Result;
+use serde::Serialize;
+use xsearch::{Engine, Query, Term};
+
+use crate::args::QueryArgs;
+use crate::output::{score4, Printer};
+use crate::preview::{write_preview, Protocol};
+use crate::Outcome;
+
+#[derive(Serialize)]
+struct ImageRecord<'a> {
+    rank: usize,
+    score: f64,
+    path: &'a str,
+}
+
+#[derive(Serialize)]
+struct TextRecord<'a> {
+    rank: usize,
+    score: f64,
+    text: &'a str,
+}
+
+/// Thumbnail size in terminal cells.
+const PREVIEW_CELLS: (u16, u16) = (24, 8);
+
+pub fn run(engine: &Engine, args: &QueryArgs, printer: &mut Printer) -> Result<Outcome> {
+    let mut query = if args.words.is_empty() {
+        Query::default()
+    } else {
+        Query::parse(&args.words.join(" "))?
+    };
+    for image in &args.images {
+        query = query.with(1.0, Term::ImagePath(image.clone()));
+    }
+    let collection = if args.texts {
+        engine.index().texts()
+    } else {
+        engine.index().images()
+    };
+    if collection.is_empty() {
+        let hint = if args.texts {
+            "add texts with `xsearch texts add <FILE>` first"
+        } else {
+            "run `xsearch index <FOLDER>` first"
+        };
+        eprintln!(
+            "xsearch: {}: the {} collection is empty\n\nTo search it, {hint}.",
+            engine.index().path().display(),
+            if args.texts { "text" } else { "image" },
+        );
+        return Ok(Outcome::NothingFound);
+    }
+    let found = if args.texts {
+        let hits = engine.search_texts(&query, args.top)?;
+        for (i, hit) in hits.iter().enumerate() {
+            let record = TextRecord {
+                rank: i + 1,
+                score: score4(hit.score),
+                text: &hit.text,
+            };
+            printer.record(&record, || format!("{:.4}  {}", hit.score, hit.text))?;
+        }
+        !hits.is_empty()
+    } else {
+        let hits = engine.search(&query, args.top, args.within.as_deref())?;
+        let protocol = Protocol::detect(|name| std::env::var(name).ok());
+        for (i, hit) in hits.iter().enumerate() {
+            let path = hit.path.to_string_lossy();
+            let record = ImageRecord {
+                rank: i + 1,
+                score: score4(hit.score),
+                path: &path,
+            };
+            printer.record(&record, || format!("{:.4}  {path}", hit.score))?;
+            if args.preview && !printer.is_json() {
+                preview(engine, &hit.path, protocol, printer)?;
+            }
+        }
+        !hits.is_empty()
+    };
+    printer.flush()?;
+    Ok(if found {
+        Outcome::Found
+    } else {
+        Outcome::NothingFound
+    })
+}
+
+/// Draws a thumbnail under a hit; an image that no longer decodes gets a note instead.
+fn preview(
+    engine: &Engine,
+    path: &std::path::Path,
+    protocol: Protocol,
+    printer: &mut Printer,
+) -> Result<()> {
+    printer.flush()?;
+    let mut out = std::io::stdout().lock();
+    match engine.clip().decode(path) {
+        Ok(image) => write_preview(&mut out, &image, protocol, PREVIEW_CELLS.0, PREVIEW_CELLS.1)?,
+        Err(err) => writeln!(out, "  (no preview: {err})")?,
+    }
+    out.flush()?;
+    Ok(())
+}

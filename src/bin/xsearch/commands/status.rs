@@ -1,0 +1,60 @@
+//! `xsearch status`: what the index holds.
+
+use anyhow::Result;
+use serde::Serialize;
+use xsearch::ingest::pipeline::key_path;
+use xsearch::Engine;
+
+use crate::output::Printer;
+use crate::Outcome;
+
+#[derive(Serialize)]
+struct StatusRecord<'a> {
+    index: &'a str,
+    model: &'a str,
+    fingerprint: &'a str,
+    dim: usize,
+    images: usize,
+    texts: usize,
+    failures: Vec<FailureRecord>,
+}
+
+#[derive(Serialize)]
+struct FailureRecord {
+    path: String,
+    reason: String,
+}
+
+pub fn run(engine: &Engine, model: &str, printer: &mut Printer) -> Result<Outcome> {
+    let index = engine.index();
+    let failures: Vec<FailureRecord> = index
+        .failures()?
+        .into_iter()
+        .map(|(key, failure)| FailureRecord {
+            path: key_path(&key).to_string_lossy().into_owned(),
+            reason: failure.reason,
+        })
+        .collect();
+    let record = StatusRecord {
+        index: &index.path().to_string_lossy(),
+        model,
+        fingerprint: &index.spec().model,
+        dim: index.spec().dim,
+        images: index.images().len(),
+        texts: index.texts().len(),
+        failures,
+    };
+    printer.record(&record, || {
+        let mut text = format!(
+            "index     {}\nmodel     {} (fingerprint {}, {} dimensions)\nimages    {}\ntexts     {}\nfailures  {}",
+            record.index, record.model, record.fingerprint, record.dim, record.images, record.texts,
+            record.failures.len()
+        );
+        for f in &record.failures {
+            text.push_str(&format!("\n  {}: {}", f.path, f.reason));
+        }
+        text
+    })?;
+    printer.flush()?;
+    Ok(Outcome::Found)
+}

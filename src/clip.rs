@@ -1,0 +1,153 @@
+//! `Clip`: a model's two towers behind one handle, each loaded on first use, so a text query
+//! never pays for the image tower and an image job never pays for the text tower.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use candle_core::{Device, Tensor};
+use image::DynamicImage;
+use rayon::prelude::*;
+
+use crate::ingest::decode::{decode_file, DecodeError, DecodeLimits};
+use crate::model::hub::DownloadProgress;
+use crate::model::preprocess::Preprocessor;
+use crate::model::{ImageEncoder, ModelFiles, TextEncoder};
+use crate::Error;
+
+/// An L2-normalised embedding: similarity between two of them is their dot product.
+pub type Embedding = Vec<f32>;
+
+/// A CLIP model: tokenizer and text tower, preprocessing and image tower.
+pub struct Clip {
+    files: ModelFiles,
+    image: OnceLock<ImageSide>,
+    text: OnceLock<TextEncoder>,
+    limits: DecodeLimits,
+}
+
+struct ImageSide {
+    encoder: ImageEncoder,
+    preprocessor: Preprocessor,
+}
+
+impl Clip {
+    /// Resolves `spec` (a model directory or a Hugging Face hub id; see [`ModelFiles::resolve`])
+    /// and reads its config. The weights are read when a tower is first used.
+    pub fn open(spec: &str, progress: Option<&dyn DownloadProgress>) -> Result<Self, Error> {
+        Ok(Self::from_files(ModelFiles::resolve(spec, progress)?))
+    }
+
+    /// A model whose files are already resolved.
+    pub fn from_files(files: ModelFiles) -> Self {
+        Self {
+            files,
+            image: OnceLock::new(),
+            text: OnceLock::new(),
+            limits: DecodeLimits::default(),
+        }
+    }
+
+    /// The resolved model files (directory, config, weights).
+    pub fn files(&self) -> &ModelFiles {
+        &self.files
+    }
+
+    /// Width of the shared embedding space.
+    pub fn embed_dim(&self) -> usize {
+        self.files.config.model_cfg.embed_dim
+    }
+
+    fn image_side(&self) -> Result<&ImageSide, Error> {
+        if let Some(side) = self.image.get() {
+            return Ok(side);
+        }
+        let encoder = ImageEncoder::load(&self.files)?;
+        let cfg = &self.files.config.preprocess_cfg;
+        let preprocessor = Preprocessor::new(encoder.image_size(), cfg.mean, cfg.std);
+        // A racing thread may have loaded it first; either copy is the same model.
+        Ok(self.image.get_or_init(|| ImageSide {
+            encoder,
+            preprocessor,
+        }))
+    }
+
+    fn text_encoder(&self) -> Result<&TextEncoder, Error> {
+        if let Some(encoder) = self.text.get() {
+            return Ok(encoder);
+        }
+        let encoder = TextEncoder::load(&self.files)?;
+        Ok(self.text.get_or_init(|| encoder))
+    }
+
+    /// Embeds texts, in one batch.
+    pub fn embed_texts(&self, texts: &[&str]) -> Result<Vec<Embedding>, Error> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = self.text_encoder()?.embed(texts)?;
+        Ok(rows.to_vec2::<f32>()?)
+    }
+
+    /// Length of one preprocessed image (`3 * size * size`); loads the image tower.
+    pub fn pixel_len(&self) -> Result<usize, Error> {
+        Ok(self.image_side()?.preprocessor.pixel_len())
+    }
+
+    /// The image tower's preprocessing (resize, centre crop, normalise) of one image.
+    pub fn preprocess(&self, image: &DynamicImage) -> Result<Vec<f32>, Error> {
+        Ok(self.image_side()?.preprocessor.pixels(image))
+    }
+
+    /// Embeds preprocessed images laid end to end (each [`Clip::pixel_len`] long), in one batch.
+    pub fn embed_pixels(&self, pixels: Vec<f32>) -> Result<Vec<Embedding>, Error> {
+        let side = self.image_side()?;
+        let len = side.preprocessor.pixel_len();
+        let count = pixels.len() / len;
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let size = side.preprocessor.image_size();
+        let batch = Tensor::from_vec(pixels, (count, 3, size, size), &Device::Cpu)?;
+        Ok(side.encoder.embed(&batch)?.to_vec2::<f32>()?)
+    }
+
+    /// Embeds decoded images, in one batch.
+    pub fn embed_images(&self, images: &[DynamicImage]) -> Result<Vec<Embedding>, Error> {
+        let side = self.image_side()?;
+        let mut pixels = vec![0f32; images.len() * side.preprocessor.pixel_len()];
+        side.preprocessor.write_batch(images, &mut pixels);
+        self.embed_pixels(pixels)
+    }
+
+    /// The limits images are decoded under.
+    pub fn decode_limits(&self) -> &DecodeLimits {
+        &self.limits
+    }
+
+    /// Decodes and embeds image files. A file that cannot be decoded gets its own error in the
+    /// result and does not stop the others; an error of the model itself fails the call.
+    pub fn embed_files(
+        &self,
+        paths: &[PathBuf],
+    ) -> Result<Vec<Result<Embedding, DecodeError>>, Error> {
+        let decoded: Vec<Result<DynamicImage, DecodeError>> = paths
+            .par_iter()
+            .map(|path| decode_file(path, &self.limits))
+            .collect();
+        let mut images = Vec::with_capacity(decoded.len());
+        let slots: Vec<Result<(), DecodeError>> = decoded
+            .into_iter()
+            .map(|d| d.map(|image| images.push(image)))
+            .collect();
+        let mut embeddings = self.embed_images(&images)?.into_iter();
+        Ok(slots
+            .into_iter()
+            .map(|slot| slot.map(|()| embeddings.next().expect("one embedding per decoded image")))
+            .collect())
+    }
+
+    /// Decodes one image file with the model's limits (EXIF orientation applied).
+    pub fn decode(&self, path: &Path) -> Result<DynamicImage, DecodeError> {
+        decode_file(path, &self.limits)
+    }
+}

@@ -1,0 +1,34 @@
+//! The crate's error: each layer's typed error, converted at the boundary.
+
+/// Anything that can go wrong in xsearch.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Resolving, reading or running the model.
+    #[error(transparent)]
+    Model(#[from] crate::model::error::Error),
+    /// Decoding an image.
+    #[error(transparent)]
+    Decode(#[from] crate::ingest::decode::DecodeError),
+    /// The index (store, graph, lock, model mismatch).
+    #[error(transparent)]
+    Index(#[from] xsearch_index::IndexError),
+    /// A query that could not be parsed.
+    #[error(transparent)]
+    Query(#[from] crate::query::ParseError),
+    /// The terms of a query cancel out.
+    #[error("the query's terms cancel each other out\n\nChange their weights or drop one.")]
+    EmptyQuery,
+    /// No index where one was expected.
+    #[error(
+        "{}: no index here\n\nRun `xsearch index <FOLDER>` first, or point --index (or \
+         XSEARCH_INDEX) at an existing index.",
+        path.display()
+    )]
+    NoIndex {
+        /// The index directory.
+        path: std::path::PathBuf,
+    },
+    /// Tensor plumbing between the towers and the caller.
+    #[error("tensor operation failed: {0}")]
+    Tensor(#[from] candle_core::Error),
+}

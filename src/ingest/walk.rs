@@ -1,0 +1,232 @@
+//! Finding the image files under the folders a user names.
+//!
+//! Choices, all deliberate:
+//! - Symbolic links are not followed unless asked; when they are, loops are reported, not fatal.
+//! - Hidden entries (names starting with `.`, such as `.thumbnails` or `.git`) are skipped below
+//!   the roots: they hold caches and copies, not photos.
+//! - A file is a candidate when its extension is an image format we know of (supported or not,
+//!   so an unsupported `.heic` is reported rather than silently ignored), or when it has no
+//!   or an unknown extension and its first bytes are an image signature. Other files (videos,
+//!   sidecars, documents) are ignored without a word.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+use walkdir::WalkDir;
+
+/// Extensions the decoder handles.
+const SUPPORTED: &[&str] = &[
+    "jpg", "jpeg", "jpe", "jfif", "png", "webp", "gif", "bmp", "tif", "tiff",
+];
+
+/// Image extensions we recognise but cannot decode: they are reported, so a user knows why
+/// those photos are missing.
+const UNSUPPORTED: &[&str] = &[
+    "heic", "heif", "avif", "jxl", "cr2", "cr3", "nef", "arw", "dng", "orf", "rw2", "raf", "psd",
+    "svg", "ico",
+];
+
+/// Extensions that are certainly not images; their content is not sniffed.
+const NOT_IMAGES: &[&str] = &[
+    "mp4", "mov", "avi", "mkv", "m4v", "3gp", "xmp", "json", "txt", "md", "pdf", "html", "db",
+    "aae", "mp3", "wav", "zip",
+];
+
+/// A file found by the walk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    /// Absolute path.
+    pub path: PathBuf,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, nanoseconds since the Unix epoch (0 when the platform has none).
+    pub mtime_ns: i64,
+}
+
+/// Something the walk could not look at; the walk goes on.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {reason}", path.display())]
+pub struct WalkError {
+    /// The entry concerned (the root itself when it cannot be read at all).
+    pub path: PathBuf,
+    /// What went wrong, in words.
+    pub reason: String,
+}
+
+/// How to walk.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WalkOptions {
+    /// Follow symbolic links (loops are detected and reported).
+    pub follow_symlinks: bool,
+}
+
+/// Walks `roots` (folders or single files) in a stable order, yielding image candidates and
+/// the errors met on the way.
+pub fn walk(
+    roots: &[PathBuf],
+    options: WalkOptions,
+) -> impl Iterator<Item = Result<Candidate, WalkError>> + '_ {
+    roots.iter().flat_map(move |root| {
+        let root_abs = std::path::absolute(root).unwrap_or_else(|_| root.clone());
+        WalkDir::new(root_abs)
+            .follow_links(options.follow_symlinks)
+            .sort_by_file_name()
+            .into_iter()
+            .filter_entry(|entry| entry.depth() == 0 || !is_hidden(entry.file_name()))
+            .filter_map(move |entry| match entry {
+                Ok(entry) if entry.file_type().is_file() => candidate(entry.path()).transpose(),
+                Ok(_) => None,
+                Err(err) => Some(Err(walk_error(&err, root))),
+            })
+    })
+}
+
+fn is_hidden(name: &std::ffi::OsStr) -> bool {
+    name.as_encoded_bytes().first() == Some(&b'.')
+}
+
+fn walk_error(err: &walkdir::Error, root: &Path) -> WalkError {
+    let path = err.path().unwrap_or(root).to_path_buf();
+    let reason = if let Some(ancestor) = err.loop_ancestor() {
+        format!("symbolic link loop back to {}; skipped", ancestor.display())
+    } else if let Some(io) = err.io_error() {
+        match io.kind() {
+            std::io::ErrorKind::PermissionDenied => {
+                "permission denied; skipped (grant read access to index it)".to_owned()
+            }
+            std::io::ErrorKind::NotFound => "no such file or directory".to_owned(),
+            _ => io.to_string(),
+        }
+    } else {
+        err.to_string()
+    };
+    WalkError { path, reason }
+}
+
+/// `Ok(None)` when the file is not an image candidate.
+fn candidate(path: &Path) -> Result<Option<Candidate>, WalkError> {
+    let extension = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    let known = matches!(
+        extension.as_deref(),
+        Some(e) if SUPPORTED.contains(&e) || UNSUPPORTED.contains(&e)
+    );
+    if !known {
+        let skip = matches!(extension.as_deref(), Some(e) if NOT_IMAGES.contains(&e));
+        if skip || !has_image_signature(path) {
+            return Ok(None);
+        }
+    }
+    let metadata = std::fs::metadata(path).map_err(|err| WalkError {
+        path: path.to_path_buf(),
+        reason: err.to_string(),
+    })?;
+    let mtime_ns = metadata
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+    Ok(Some(Candidate {
+        path: path.to_path_buf(),
+        size: metadata.len(),
+        mtime_ns,
+    }))
+}
+
+/// Whether the first bytes of the file are the signature of an image format `image` decodes.
+/// Unreadable files answer no: they are not reported unless their extension says image.
+fn has_image_signature(path: &Path) -> bool {
+    let mut head = [0u8; 16];
+    let Ok(n) = File::open(path).and_then(|mut f| f.read(&mut head)) else {
+        return false;
+    };
+    matches!(
+        image::guess_format(&head[..n]),
+        Ok(image::ImageFormat::Jpeg
+            | image::ImageFormat::Png
+            | image::ImageFormat::WebP
+            | image::ImageFormat::Gif
+            | image::ImageFormat::Bmp
+            | image::ImageFormat::Tiff)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(found: &[Candidate], root: &Path) -> Vec<String> {
+        found
+            .iter()
+            .map(|c| c.path.strip_prefix(root).unwrap().display().to_string())
+            .collect()
+    }
+
+    const PNG_MAGIC: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR";
+
+    #[test]
+    fn finds_images_by_extension_or_signature_and_skips_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::path::absolute(dir.path()).unwrap();
+        std::fs::create_dir_all(root.join("a/.thumbnails")).unwrap();
+        std::fs::write(root.join("a/x.JPG"), b"not really a jpeg").unwrap();
+        std::fs::write(root.join("a/y.heic"), b"heic").unwrap();
+        std::fs::write(root.join("a/no_extension"), PNG_MAGIC).unwrap();
+        std::fs::write(root.join("a/notes.txt"), PNG_MAGIC).unwrap();
+        std::fs::write(root.join("a/clip.mp4"), b"video").unwrap();
+        std::fs::write(root.join("a/.thumbnails/t.jpg"), b"thumb").unwrap();
+        std::fs::write(root.join("a/.hidden.png"), PNG_MAGIC).unwrap();
+        let found: Vec<Candidate> = walk(std::slice::from_ref(&root), WalkOptions::default())
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            names(&found, &root),
+            ["a/no_extension", "a/x.JPG", "a/y.heic"]
+        );
+        assert_eq!(found[1].size, 17);
+        assert!(found.iter().all(|c| c.path.is_absolute() && c.mtime_ns > 0));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn symlink_loops_are_reported_and_the_walk_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::path::absolute(dir.path()).unwrap();
+        std::fs::create_dir_all(root.join("d")).unwrap();
+        std::fs::write(root.join("d/p.png"), PNG_MAGIC).unwrap();
+        std::os::unix::fs::symlink(&root, root.join("d/loop")).unwrap();
+
+        let plain: Vec<_> = walk(std::slice::from_ref(&root), WalkOptions::default()).collect();
+        assert_eq!(plain.len(), 1, "links are not followed by default");
+
+        let followed: Vec<_> = walk(
+            std::slice::from_ref(&root),
+            WalkOptions {
+                follow_symlinks: true,
+            },
+        )
+        .collect();
+        let errors: Vec<_> = followed.iter().filter_map(|r| r.as_ref().err()).collect();
+        assert_eq!(errors.len(), 1);
+        assert!(
+            errors[0].reason.contains("symbolic link loop"),
+            "{}",
+            errors[0]
+        );
+        assert_eq!(followed.iter().filter(|r| r.is_ok()).count(), 1);
+    }
+
+    #[test]
+    fn a_missing_root_is_an_error_naming_it() {
+        let errors: Vec<_> =
+            walk(&[PathBuf::from("/no/such/dir")], WalkOptions::default()).collect();
+        assert_eq!(errors.len(), 1);
+        let err = errors[0].as_ref().unwrap_err();
+        assert_eq!(err.path, Path::new("/no/such/dir"));
+        assert_eq!(err.reason, "no such file or directory");
+    }
+}

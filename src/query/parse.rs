@@ -1,0 +1,162 @@
+//! The query syntax of `xsearch query`.
+//!
+//! ```text
+//! query  := term (op term)*
+//! op     := " + " | " - "          (an operator stands alone between spaces)
+//! term   := [weight ":"] body
+//! weight := a decimal number, e.g. 2 or 0.5
+//! body   := an image file path (it exists, and contains a path separator or ends in an image
+//!           extension) | any other text
+//! ```
+//!
+//! So `sunset over sea`, `"2:beach" + ./photo.jpg - people` and `photo.jpg - 0.5:blue` are
+//! queries. A `+` or `-` that is not surrounded by spaces is part of the text (`t-shirt`).
+//! A leading ` - ` is allowed (`- people` alone steers away from people, which is rarely useful).
+
+use std::path::{Path, PathBuf};
+
+use super::{Query, Term};
+
+/// Why a query could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// The query has no terms.
+    #[error("empty query\n\nDescribe what to find, e.g. `xsearch query \"sunset over sea\"`.")]
+    Empty,
+    /// An operator with no term after it.
+    #[error(
+        "`{0}` is not followed by a term\n\nWrite terms around the operator: `beach + sunset`."
+    )]
+    DanglingOperator(char),
+}
+
+const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"];
+
+/// Parses `input`; `is_file` says whether a path names an existing file (injected for tests).
+pub(super) fn parse(input: &str, is_file: &dyn Fn(&Path) -> bool) -> Result<Query, ParseError> {
+    let mut query = Query::default();
+    let mut sign = 1.0f32;
+    let mut words: Vec<&str> = Vec::new();
+    let mut pending_operator = None;
+    for word in input.split_whitespace() {
+        match word {
+            "+" | "-" => {
+                if !words.is_empty() {
+                    query.terms.push(term(sign, &words.join(" "), is_file));
+                    words.clear();
+                } else if pending_operator.is_some() || !query.terms.is_empty() {
+                    return Err(ParseError::DanglingOperator(
+                        pending_operator.unwrap_or('+'),
+                    ));
+                }
+                sign = if word == "-" { -1.0 } else { 1.0 };
+                pending_operator = word.chars().next();
+            }
+            _ => {
+                words.push(word);
+                pending_operator = None;
+            }
+        }
+    }
+    if !words.is_empty() {
+        query.terms.push(term(sign, &words.join(" "), is_file));
+    } else if let Some(op) = pending_operator {
+        return Err(ParseError::DanglingOperator(op));
+    }
+    if query.terms.is_empty() {
+        return Err(ParseError::Empty);
+    }
+    Ok(query)
+}
+
+fn term(sign: f32, text: &str, is_file: &dyn Fn(&Path) -> bool) -> super::WeightedTerm {
+    let text = text.trim_matches('"');
+    let (weight, body) = match text.split_once(':') {
+        Some((w, rest)) if !rest.is_empty() => match w.parse::<f32>() {
+            Ok(w) if w.is_finite() => (w, rest),
+            _ => (1.0, text),
+        },
+        _ => (1.0, text),
+    };
+    let path = Path::new(body);
+    let looks_like_image = body.contains(std::path::MAIN_SEPARATOR)
+        || path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()));
+    let term = if looks_like_image && is_file(path) {
+        Term::ImagePath(PathBuf::from(body))
+    } else {
+        Term::Text(body.to_owned())
+    };
+    super::WeightedTerm {
+        weight: sign * weight,
+        term,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn show(query: &Query) -> Vec<String> {
+        query
+            .terms
+            .iter()
+            .map(|t| match &t.term {
+                Term::Text(s) => format!("{}*text({s})", t.weight),
+                Term::ImagePath(p) => format!("{}*image({})", t.weight, p.display()),
+                Term::Image(_) => unreachable!(),
+            })
+            .collect()
+    }
+
+    fn files(path: &Path) -> bool {
+        ["./photo.jpg", "shots/beach", "b.PNG"].contains(&path.to_str().unwrap())
+    }
+
+    #[test]
+    fn plain_text_is_one_term() {
+        let q = parse("  sunset   over sea ", &files).unwrap();
+        assert_eq!(show(&q), ["1*text(sunset over sea)"]);
+    }
+
+    #[test]
+    fn weights_signs_and_images() {
+        let q = parse("\"2:beach\" + ./photo.jpg - people", &files).unwrap();
+        assert_eq!(
+            show(&q),
+            ["2*text(beach)", "1*image(./photo.jpg)", "-1*text(people)"]
+        );
+        let q = parse("0.5:shots/beach - 3:b.PNG + t-shirt", &files).unwrap();
+        assert_eq!(
+            show(&q),
+            [
+                "0.5*image(shots/beach)",
+                "-3*image(b.PNG)",
+                "1*text(t-shirt)"
+            ]
+        );
+    }
+
+    #[test]
+    fn only_existing_paths_are_images() {
+        let q = parse("missing.jpg + time: 10:30", &files).unwrap();
+        assert_eq!(show(&q), ["1*text(missing.jpg)", "1*text(time: 10:30)"]);
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        assert_eq!(parse("   ", &files).unwrap_err(), ParseError::Empty);
+        assert_eq!(
+            parse("beach +", &files).unwrap_err(),
+            ParseError::DanglingOperator('+')
+        );
+        assert_eq!(
+            parse("beach - + sea", &files).unwrap_err(),
+            ParseError::DanglingOperator('-')
+        );
+        let q = parse("- people", &files).unwrap();
+        assert_eq!(show(&q), ["-1*text(people)"]);
+    }
+}

@@ -1,0 +1,441 @@
+//! The `xsearch` binary end to end: real processes, fresh temporary index directories, the
+//! fixture models. Output shapes, exit codes, error messages, incremental indexing, locking and
+//! crash safety.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+const SHAPES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/models/shapes-tiny");
+const PARITY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/parity");
+
+/// A temporary home for one test: an index directory and a photos folder.
+struct Sandbox {
+    dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn index(&self) -> PathBuf {
+        self.dir.path().join("index")
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        std::path::absolute(self.dir.path().join(rel)).unwrap()
+    }
+
+    /// Writes `n` shapes-world images into `rel`.
+    fn photos(&self, rel: &str, n: u64, seed: u64) -> (PathBuf, Vec<xsearch_shapes::Item>) {
+        let dir = self.path(rel);
+        let items = xsearch_shapes::write_dataset(&dir, n, seed).unwrap();
+        (dir, items)
+    }
+
+    fn command(&self, model: &str) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_xsearch"));
+        cmd.env("XSEARCH_INDEX", self.index())
+            .env("XSEARCH_MODEL", model)
+            .env("HF_HUB_OFFLINE", "1")
+            .env("HF_HOME", self.dir.path().join("hf"))
+            .env_remove("XSEARCH_PREVIEW");
+        cmd
+    }
+
+    fn run(&self, model: &str, args: &[&str]) -> Output {
+        self.command(model).args(args).output().unwrap()
+    }
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn json_lines(out: &Output) -> Vec<Value> {
+    stdout(out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect()
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| f64::from(*x) * f64::from(*y))
+        .sum();
+    let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    dot / (na * nb)
+}
+
+fn floats(v: &Value) -> Vec<f32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
+}
+
+fn parity_reference() -> Value {
+    serde_json::from_str(&std::fs::read_to_string(format!("{PARITY}/reference.json")).unwrap())
+        .unwrap()
+}
+
+#[test]
+fn embed_prints_reference_embeddings_as_json_lines() {
+    let sb = Sandbox::new();
+    let reference = parity_reference();
+    let prompt = &reference["texts"][0];
+    let text = prompt["text"].as_str().unwrap();
+    let out = sb.run(
+        &format!("{PARITY}/model"),
+        &["embed", "--json", "--text", text],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines = json_lines(&out);
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["kind"], "text");
+    assert_eq!(lines[0]["input"], text);
+    let got = floats(&lines[0]["embedding"]);
+    assert!(cosine(&got, &floats(&prompt["embedding"])) >= 0.99999);
+}
+
+#[test]
+fn embed_skips_a_bad_image_names_it_and_goes_on() {
+    let sb = Sandbox::new();
+    let bad = sb.path("bad.png");
+    std::fs::write(&bad, b"this is not a png").unwrap();
+    let good = format!("{PARITY}/images/shapes.png");
+    let out = sb.run(
+        &format!("{PARITY}/model"),
+        &["embed", "--image", bad.to_str().unwrap(), &good],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains(bad.to_str().unwrap()), "{err}");
+    let printed = stdout(&out);
+    let lines: Vec<&str> = printed.lines().collect();
+    assert_eq!(lines.len(), 1);
+    assert!(lines[0].starts_with(&good));
+}
+
+#[test]
+fn a_model_directory_without_its_files_is_a_clear_error() {
+    let sb = Sandbox::new();
+    std::fs::create_dir_all(sb.path("empty-model")).unwrap();
+    let out = sb.run(
+        sb.path("empty-model").to_str().unwrap(),
+        &["embed", "--text", "x"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("open_clip_config.json"), "{err}");
+    assert!(err.starts_with("xsearch: "), "{err}");
+}
+
+#[test]
+fn offline_without_a_cached_model_fails_fast_and_says_what_to_do() {
+    let sb = Sandbox::new();
+    let started = std::time::Instant::now();
+    let out = sb.run("timm/resnet50_clip.openai", &["embed", "--text", "x"]);
+    assert!(started.elapsed().as_secs() < 10);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    for needle in [
+        "timm/resnet50_clip.openai",
+        "open_clip_model.safetensors",
+        "--model",
+    ] {
+        assert!(err.contains(needle), "missing {needle:?} in {err}");
+    }
+}
+
+#[test]
+fn index_then_query_finds_the_described_shapes() {
+    let sb = Sandbox::new();
+    let (photos, items) = sb.photos("photos", 96, 2024);
+    let out = sb.run(SHAPES, &["index", "--json", photos.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary = &json_lines(&out)[0];
+    assert_eq!(summary["added"], 96);
+    assert_eq!(summary["failed"], 0);
+
+    let out = sb.run(
+        SHAPES,
+        &["query", "--json", "-k", "3", "a", "red", "circle"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let hits = json_lines(&out);
+    assert_eq!(hits.len(), 3);
+    for (i, hit) in hits.iter().enumerate() {
+        let keys: Vec<&String> = hit.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["path", "rank", "score"]);
+        assert_eq!(hit["rank"], i + 1);
+        let path = Path::new(hit["path"].as_str().unwrap());
+        assert!(path.is_absolute());
+        let item = items
+            .iter()
+            .find(|it| photos.join(&it.file) == path)
+            .unwrap();
+        assert_eq!(
+            (item.scene.colour.name(), item.scene.shape.name()),
+            ("red", "circle"),
+            "{hit}"
+        );
+    }
+
+    // Text output: score then path, best first.
+    let out = sb.run(SHAPES, &["query", "-k", "2", "a blue square"]);
+    let lines: Vec<String> = stdout(&out).lines().map(str::to_owned).collect();
+    assert_eq!(lines.len(), 2);
+    assert!(lines[0]
+        .split_once("  ")
+        .unwrap()
+        .1
+        .starts_with(photos.to_str().unwrap()));
+}
+
+#[test]
+fn query_without_an_index_says_to_index_first() {
+    let sb = Sandbox::new();
+    let out = sb.run(SHAPES, &["query", "a red circle"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("no index here") && err.contains("xsearch index"),
+        "{err}"
+    );
+
+    let out = sb.run(SHAPES, &["texts", "add", "-"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = sb.run(SHAPES, &["query", "a red circle"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("run `xsearch index <FOLDER>` first"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn reindexing_is_incremental() {
+    let sb = Sandbox::new();
+    let (photos, items) = sb.photos("photos", 12, 77);
+    let index = |sb: &Sandbox| {
+        let out = sb.run(SHAPES, &["index", "--json", photos.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        json_lines(&out).remove(0)
+    };
+    assert_eq!(index(&sb)["added"], 12);
+    let again = index(&sb);
+    assert_eq!(
+        (again["unchanged"].as_u64(), again["added"].as_u64()),
+        (Some(12), Some(0))
+    );
+
+    // A copy reuses the stored vector, a changed file is embedded again, a deleted one leaves.
+    std::fs::copy(photos.join(&items[0].file), photos.join("copy.png")).unwrap();
+    std::fs::copy(photos.join(&items[1].file), photos.join(&items[2].file)).unwrap();
+    std::fs::remove_file(photos.join(&items[3].file)).unwrap();
+    let changed = index(&sb);
+    assert_eq!(changed["added"], 1, "{changed}");
+    assert_eq!(changed["reused"], 2, "{changed}");
+    assert_eq!(changed["updated"], 1, "{changed}");
+    assert_eq!(changed["removed"], 1, "{changed}");
+    assert_eq!(changed["unchanged"], 10, "{changed}");
+
+    let status = sb.run(SHAPES, &["status", "--json"]);
+    assert_eq!(json_lines(&status)[0]["images"], 12);
+}
+
+#[test]
+fn bad_files_are_skipped_recorded_and_listed_by_status() {
+    let sb = Sandbox::new();
+    let (photos, _) = sb.photos("photos", 4, 5);
+    std::fs::write(photos.join("zero.jpg"), b"").unwrap();
+    std::fs::write(photos.join("random.png"), [7u8; 300]).unwrap();
+    let jpeg = std::fs::read(photos.join("000000.jpg"))
+        .or_else(|_| std::fs::read(photos.join("000001.jpg")));
+    if let Ok(jpeg) = jpeg {
+        std::fs::write(photos.join("truncated.jpg"), &jpeg[..jpeg.len() / 3]).unwrap();
+    }
+    std::fs::write(photos.join("photo.heic"), b"ftypheic").unwrap();
+    let out = sb.run(SHAPES, &["index", photos.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    for name in ["zero.jpg", "random.png", "photo.heic"] {
+        assert!(err.contains(name), "{name} not reported: {err}");
+    }
+    let status = json_lines(&sb.run(SHAPES, &["status", "--json"])).remove(0);
+    let failed: Vec<&str> = status["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert!(failed.iter().any(|p| p.ends_with("zero.jpg")), "{status}");
+    assert!(failed.iter().any(|p| p.ends_with("random.png")), "{status}");
+    assert!(status["images"].as_u64().unwrap() >= 4, "{status}");
+}
+
+#[test]
+fn a_second_process_gets_a_clear_lock_error_at_once() {
+    let sb = Sandbox::new();
+    let (photos, _) = sb.photos("photos", 2, 9);
+    assert!(sb
+        .run(SHAPES, &["index", photos.to_str().unwrap()])
+        .status
+        .success());
+    let clip = xsearch::Clip::open(SHAPES, None).unwrap();
+    let _held = xsearch::Engine::with_clip(clip, &sb.index()).unwrap();
+    let started = std::time::Instant::now();
+    let out = sb.run(SHAPES, &["status"]);
+    assert!(started.elapsed().as_secs_f64() < 5.0);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("another xsearch process"), "{err}");
+}
+
+#[test]
+fn an_index_built_with_another_model_is_refused_naming_both() {
+    let sb = Sandbox::new();
+    let (photos, _) = sb.photos("photos", 2, 11);
+    assert!(sb
+        .run(SHAPES, &["index", photos.to_str().unwrap()])
+        .status
+        .success());
+    let out = sb.run(&format!("{PARITY}/model"), &["query", "a red circle"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("the index was built with"), "{err}");
+}
+
+#[test]
+fn texts_and_tag_rank_captions_for_an_image() {
+    let sb = Sandbox::new();
+    let (photos, items) = sb.photos("photos", 24, 31);
+    let labels = sb.path("labels.txt");
+    let mut lines = Vec::new();
+    for c in [
+        "red", "green", "blue", "yellow", "orange", "purple", "white", "black",
+    ] {
+        for s in ["circle", "square", "triangle", "star"] {
+            lines.push(format!("a {c} {s}"));
+        }
+    }
+    std::fs::write(&labels, lines.join("\n")).unwrap();
+    let image = photos.join(&items[0].file);
+    let expected = format!("a {} {}", items[0].scene.colour, items[0].scene.shape);
+
+    let out = sb.run(
+        SHAPES,
+        &[
+            "tag",
+            "--json",
+            "-k",
+            "3",
+            image.to_str().unwrap(),
+            "--labels",
+            labels.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let tags = json_lines(&out);
+    assert_eq!(tags.len(), 3);
+    let keys: Vec<&String> = tags[0].as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["path", "rank", "score", "text"]);
+    assert_eq!(tags[0]["text"], expected.as_str());
+
+    let out = sb.run(SHAPES, &["texts", "add", labels.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = sb.run(
+        SHAPES,
+        &[
+            "query",
+            "--json",
+            "--texts",
+            "-k",
+            "1",
+            "--image",
+            image.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let hits = json_lines(&out);
+    assert_eq!(hits[0]["text"], expected.as_str());
+    let keys: Vec<&String> = hits[0].as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["rank", "score", "text"]);
+}
+
+/// Kills `xsearch index` with SIGKILL at several moments; after each kill the index opens and
+/// holds only whole entries, and re-running reaches the same state as an uninterrupted run.
+#[cfg(unix)]
+#[test]
+fn killing_the_indexer_at_any_moment_loses_nothing_committed() {
+    let sb = Sandbox::new();
+    let (photos, _) = sb.photos("photos", 220, 4242);
+    let photos_arg = photos.to_str().unwrap();
+
+    let reference = Sandbox::new();
+    let out = reference.run(SHAPES, &["index", "--batch-size", "4", photos_arg]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let expected = all_vectors(&reference);
+    assert_eq!(expected.len(), 220);
+
+    let mut rng = 0x5eed_u64;
+    for _ in 0..4 {
+        rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let delay = std::time::Duration::from_millis(150 + (rng >> 33) % 1500);
+        let mut child = sb
+            .command(SHAPES)
+            .args(["index", "--quiet", "--batch-size", "4", photos_arg])
+            .spawn()
+            .unwrap();
+        std::thread::sleep(delay);
+        child.kill().unwrap(); // SIGKILL on unix
+        child.wait().unwrap();
+        // It opens, and whatever it holds is whole: every record has its vector, which is the
+        // one an uninterrupted run computes.
+        for (path, vector) in all_vectors(&sb) {
+            let want = &expected[&path];
+            assert!(cosine(&vector, want) > 0.99999, "{path}");
+        }
+    }
+    let out = sb.run(SHAPES, &["index", "--json", photos_arg]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let got = all_vectors(&sb);
+    assert_eq!(got.len(), expected.len());
+    for (path, vector) in &got {
+        assert!(cosine(vector, &expected[path]) > 0.99999, "{path}");
+    }
+}
+
+/// Every image in the sandbox's index with its vector, read through the library.
+fn all_vectors(sb: &Sandbox) -> std::collections::HashMap<String, Vec<f32>> {
+    let clip = xsearch::Clip::open(SHAPES, None).unwrap();
+    let engine = xsearch::Engine::with_clip(clip, &sb.index()).unwrap();
+    let images = engine.index().images();
+    images
+        .iter()
+        .map(|item| {
+            let (key, record) = item.unwrap();
+            let vector = images
+                .vector(record.id)
+                .unwrap()
+                .expect("every record has its vector");
+            (String::from_utf8(key).unwrap(), vector)
+        })
+        .collect()
+}
