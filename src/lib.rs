@@ -1,12 +1,28 @@
 //! xsearch: find images by describing them.
 //!
 //! xsearch embeds images and texts with CLIP (OpenAI's ResNet-50 in open_clip's layout) into one
-//! space where the dot product of two L2-normalised embeddings measures how well they match.
+//! space where the dot product of two L2-normalised embeddings measures how well they match, and
+//! keeps image embeddings in an index that answers text, image and combined queries.
 //!
-//! ```no_run
-//! let clip = xsearch::Clip::open("timm/resnet50_clip.openai", None)?;
-//! let texts = clip.embed_texts(&["a dog on a beach"])?;
-//! assert_eq!(texts[0].len(), clip.embed_dim());
+//! This example runs as written against the small shapes model shipped in `fixtures/`:
+//!
+//! ```
+//! use xsearch::{Engine, EngineConfig, Query};
+//!
+//! # let dir = tempfile::tempdir().unwrap();
+//! # let photos = dir.path().join("photos");
+//! # xsearch_shapes::write_dataset(&photos, 40, 3).unwrap();
+//! # let model = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/models/shapes-tiny").to_string();
+//! let engine = Engine::open(
+//!     &EngineConfig { model, index: dir.path().join("index"), create: true },
+//!     None, // no download progress to report
+//! )?;
+//! let summary = engine.ingest(&[photos], &Default::default(), &())?;
+//! assert_eq!(summary.added, 40);
+//!
+//! let hits = engine.search(&Query::text("a red circle"), 3, None)?;
+//! assert_eq!(hits.len(), 3);
+//! assert!(hits[0].score >= hits[2].score);
 //! # Ok::<(), xsearch::Error>(())
 //! ```
 //!

@@ -16,9 +16,11 @@ pub const DEFAULT_MODEL: &str = "timm/resnet50_clip.openai";
                   sentence finds the photos it describes, a photo finds its look-alikes, and a \
                   photo finds its best captions.",
     after_help = "Examples:\n  \
-                  xsearch embed --text \"sunset over sea\"\n  \
-                  xsearch embed --image photo.jpg --json\n  \
-                  xsearch --model ./my-model-dir embed --image a.png b.png\n\n\
+                  xsearch index ~/Pictures\n  \
+                  xsearch query sunset over sea\n  \
+                  xsearch query --image photo.jpg -k 5\n  \
+                  xsearch tag photo.jpg --labels labels.txt\n  \
+                  xsearch embed --text \"a dog\" --json\n\n\
                   Weights: --model takes a local directory holding open_clip_config.json and \
                   open_clip_model.safetensors, or a Hugging Face hub id (downloaded once into the \
                   Hugging Face cache; set HF_HUB_OFFLINE=1 to use the cache only)."
