@@ -3,7 +3,8 @@
 //! with a seed never used for training.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use xsearch::ingest::pipeline::IngestOptions;
 use xsearch::{Clip, Engine, Query, Term};
@@ -15,12 +16,21 @@ const IMAGES: u64 = 480;
 struct World {
     engine: Engine,
     scenes: HashMap<PathBuf, Scene>,
-    _dir: tempfile::TempDir,
 }
 
-fn world() -> World {
-    let dir = tempfile::tempdir().unwrap();
-    let photos = dir.path().join("photos");
+/// One indexed world shared by the tests of this file (indexing it is the slow part). It lives
+/// under cargo's per-target scratch directory, made afresh by each run.
+fn world() -> &'static World {
+    static WORLD: OnceLock<World> = OnceLock::new();
+    WORLD.get_or_init(build_world)
+}
+
+fn build_world() -> World {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("retrieval");
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+    let photos = dir.join("photos");
     let items = xsearch_shapes::write_dataset(&photos, IMAGES, HELD_OUT_SEED).unwrap();
     let photos = std::path::absolute(&photos).unwrap();
     let scenes = items
@@ -29,16 +39,12 @@ fn world() -> World {
         .collect();
     let model = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/models/shapes-tiny");
     let clip = Clip::open(model, None).unwrap();
-    let engine = Engine::with_clip(clip, &dir.path().join("index")).unwrap();
+    let engine = Engine::with_clip(clip, &dir.join("index")).unwrap();
     let summary = engine
         .ingest(&[photos], &IngestOptions::default(), &())
         .unwrap();
     assert_eq!(summary.added, IMAGES as usize, "{summary:?}");
-    World {
-        engine,
-        scenes,
-        _dir: dir,
-    }
+    World { engine, scenes }
 }
 
 fn same_class(a: &Scene, b: &Scene) -> bool {
