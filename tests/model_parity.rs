@@ -7,6 +7,9 @@ use std::path::Path;
 
 use candle_core::{Device, Tensor};
 use common::{cosine, f32s, fixture, read_json, u32s};
+use xsearch::kernels::Isa;
+use xsearch::model::resnet::ImageTower;
+use xsearch::model::weights::{Checkpoint, TensorLoader};
 use xsearch::model::{verify_checkpoint, ImageEncoder, ModelFiles, TextEncoder};
 
 /// Each text, alone and all in one batch (padded to the longest), against the reference.
@@ -47,24 +50,34 @@ fn normalised_crop(path: &Path, mean: [f32; 3], std: [f32; 3]) -> Tensor {
     Tensor::from_vec(chw, (1, 3, h, w), &Device::Cpu).unwrap()
 }
 
-/// Every image's reference crop through the image tower, as one batch.
-fn assert_image_parity(files: &ModelFiles, reference: &serde_json::Value, min_cosine: f64) {
-    let encoder = ImageEncoder::load(files).unwrap();
+/// Every image's reference crop through `embed`, as one batch.
+fn assert_embed_parity(
+    files: &ModelFiles,
+    reference: &serde_json::Value,
+    min_cosine: f64,
+    embed: impl Fn(&Tensor) -> Tensor,
+) {
     let pre = &files.config.preprocess_cfg;
     let images = reference["images"].as_array().unwrap();
     let crops: Vec<Tensor> = images
         .iter()
         .map(|im| normalised_crop(&fixture(im["crop"].as_str().unwrap()), pre.mean, pre.std))
         .collect();
-    let got = encoder
-        .embed(&Tensor::cat(&crops, 0).unwrap())
-        .unwrap()
+    let got = embed(&Tensor::cat(&crops, 0).unwrap())
         .to_vec2::<f32>()
         .unwrap();
     for (im, row) in images.iter().zip(&got) {
         let c = cosine(row, &f32s(&im["embedding"]));
         assert!(c >= min_cosine, "{}: cosine {c}", im["file"]);
     }
+}
+
+/// Every image's reference crop through the image encoder, as one batch.
+fn assert_image_parity(files: &ModelFiles, reference: &serde_json::Value, min_cosine: f64) {
+    let encoder = ImageEncoder::load(files).unwrap();
+    assert_embed_parity(files, reference, min_cosine, |pixels| {
+        encoder.embed(pixels).unwrap()
+    });
 }
 
 #[test]
@@ -94,6 +107,25 @@ fn small_model_texts_through_the_tokenizer_match_open_clip() {
 fn small_model_images_match_open_clip() {
     let files = ModelFiles::from_dir(&fixture("model")).unwrap();
     assert_image_parity(&files, &read_json(&fixture("reference.json")), 0.9999);
+}
+
+/// The whole tower on the portable kernels (no AVX2 or FMA), whatever this CPU has. The tower's
+/// output is not normalised, which the cosine ignores.
+#[test]
+fn small_model_images_match_open_clip_on_portable_kernels() {
+    let files = ModelFiles::from_dir(&fixture("model")).unwrap();
+    let checkpoint = Checkpoint::open(&files.weights).unwrap();
+    let loader = TensorLoader::new(&checkpoint);
+    let tower = ImageTower::load_with_isa(
+        loader.root().pp("visual"),
+        &files.config.model_cfg,
+        Isa::portable(),
+    )
+    .unwrap();
+    let reference = read_json(&fixture("reference.json"));
+    assert_embed_parity(&files, &reference, 0.9999, |pixels| {
+        tower.forward(pixels).unwrap()
+    });
 }
 
 #[test]

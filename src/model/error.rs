@@ -142,6 +142,10 @@ pub enum Error {
     /// A tensor operation failed while running the model.
     #[error("model computation failed: {0}")]
     Compute(#[from] candle_core::Error),
+
+    /// A convolution kernel of the image tower refused its arguments.
+    #[error("image tower kernel failed: {0}")]
+    Kernel(#[from] crate::kernels::KernelError),
 }
 
 impl Error {

@@ -1,11 +1,15 @@
-//! CLIP's image tower: open_clip's `ModifiedResNet` (`open_clip/modified_resnet.py`).
+//! CLIP's image tower: open_clip's `ModifiedResNet` (`open_clip/modified_resnet.py`), run on
+//! [`crate::kernels`] over NHWC activations.
 //!
-//! BatchNorm is folded into the preceding convolution at load time, so every conv here is one
-//! [`ConvBn`]: convolution, per-channel bias, optional ReLU.
+//! BatchNorm is folded into the preceding convolution at load and the result packed once into a
+//! [`Conv2d`]. A forward pass turns the NCHW pixels into NHWC once, runs the stem and every
+//! bottleneck in one [`Arena`] of reused buffers, and hands the final `[N, H·W, C]` grid, which
+//! is already the attention pool's token layout, to candle for the attention pool.
 
-use candle_core::Tensor;
+use candle_core::{Device, Tensor};
 use candle_nn::{Linear, Module};
 
+use crate::kernels::{avg_pool2d_nhwc, Conv2d, ConvShape, Isa};
 use crate::model::config::ModelConfig;
 use crate::model::error::Error;
 use crate::model::weights::Weights;
@@ -16,19 +20,73 @@ const BN_EPS: f64 = 1e-5;
 /// Channel growth of a bottleneck's last 1x1 conv (`Bottleneck.expansion`).
 const EXPANSION: usize = 4;
 
-/// A bias-free convolution followed by an eval-mode BatchNorm, folded into one conv with bias.
+/// The size of an NHWC activation.
+#[derive(Clone, Copy, Debug)]
+struct Grid {
+    n: usize,
+    h: usize,
+    w: usize,
+    c: usize,
+}
+
+impl Grid {
+    fn len(self) -> usize {
+        self.n * self.h * self.w * self.c
+    }
+}
+
+/// The first `len` floats of `buf`, which grows (zero-filled) when it is shorter. Buffers only
+/// grow, so a pass allocates only while its activations are still getting bigger.
+fn slot(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if buf.len() < len {
+        buf.resize(len, 0.0);
+    }
+    &mut buf[..len]
+}
+
+/// The activation buffers of one forward pass, reused layer after layer.
+#[derive(Default)]
+struct Arena {
+    /// The current block's input (the stem's: the pixels).
+    input: Vec<f32>,
+    /// The current block's output; swapped with `input` after each block.
+    output: Vec<f32>,
+    /// conv1's output, then the pooled conv2 output.
+    mid1: Vec<f32>,
+    /// conv2's output; before that, the pooled input of the downsample branch.
+    mid2: Vec<f32>,
+    /// The downsample branch's output: the residual of a block that changes shape.
+    residual: Vec<f32>,
+}
+
+impl Arena {
+    /// The block's output becomes the next block's input.
+    fn advance(&mut self) {
+        std::mem::swap(&mut self.input, &mut self.output);
+    }
+}
+
+/// `nn.AvgPool2d(k)` (stride = kernel) from `x` into `out`.
+fn avg_pool(x: &[f32], g: Grid, k: usize, out: &mut Vec<f32>) -> Result<Grid, Error> {
+    let pooled = Grid {
+        h: g.h / k,
+        w: g.w / k,
+        ..g
+    };
+    avg_pool2d_nhwc(x, g.n, g.h, g.w, g.c, k, slot(out, pooled.len()))?;
+    Ok(pooled)
+}
+
+/// A bias-free convolution followed by an eval-mode BatchNorm, folded into one packed conv with
+/// bias.
 pub struct ConvBn {
-    /// `[out, in, k, k]`, contiguous.
-    weight: Tensor,
-    /// `[1, out, 1, 1]`, ready to broadcast over NCHW.
-    bias: Tensor,
-    padding: usize,
-    stride: usize,
+    conv: Conv2d,
 }
 
 impl ConvBn {
-    /// Loads `conv` (`<conv>.weight`) and `bn` (`<bn>.{weight,bias,running_mean,running_var}`)
-    /// and folds them: `w' = w * g / sqrt(var + eps)`, `b' = beta - mean * g / sqrt(var + eps)`.
+    /// Loads `conv` (`<conv>.weight`) and `bn` (`<bn>.{weight,bias,running_mean,running_var}`),
+    /// folds them (`w' = w * g / sqrt(var + eps)`, `b' = beta - mean * g / sqrt(var + eps)`) and
+    /// packs the result for `isa`.
     fn load(
         conv: Weights,
         bn: Weights,
@@ -36,6 +94,7 @@ impl ConvBn {
         out_channels: usize,
         kernel: usize,
         stride: usize,
+        isa: Isa,
     ) -> Result<Self, Error> {
         let weight = conv.get(&[out_channels, in_channels, kernel, kernel], "weight")?;
         let gamma = bn.get(&[out_channels], "weight")?;
@@ -43,33 +102,48 @@ impl ConvBn {
         let mean = bn.get(&[out_channels], "running_mean")?;
         let var = bn.get(&[out_channels], "running_var")?;
         let scale = gamma.div(&(var + BN_EPS)?.sqrt()?)?;
-        let weight = weight
-            .broadcast_mul(&scale.reshape((out_channels, 1, 1, 1))?)?
-            .contiguous()?;
-        let bias = beta
-            .sub(&mean.mul(&scale)?)?
-            .reshape((1, out_channels, 1, 1))?
-            .contiguous()?;
-        Ok(Self {
-            weight,
-            bias,
-            padding: kernel / 2,
+        let weight = weight.broadcast_mul(&scale.reshape((out_channels, 1, 1, 1))?)?;
+        let bias = beta.sub(&mean.mul(&scale)?)?;
+        let shape = ConvShape {
+            out_c: out_channels,
+            in_c: in_channels,
+            kh: kernel,
+            kw: kernel,
             stride,
+            padding: kernel / 2,
+        };
+        let conv = Conv2d::new(
+            &weight.flatten_all()?.to_vec1::<f32>()?,
+            &bias.to_vec1::<f32>()?,
+            shape,
+        )?;
+        Ok(Self {
+            conv: conv.with_isa(isa),
         })
     }
 
-    /// Convolution + folded bias (+ ReLU): the one step a faster conv kernel replaces.
-    fn forward(&self, x: &Tensor, relu: bool) -> Result<Tensor, Error> {
-        let y = x
-            .conv2d(&self.weight, self.padding, self.stride, 1, 1)?
-            .broadcast_add(&self.bias)?;
-        Ok(if relu { y.relu()? } else { y })
+    /// `out = act(conv(x) + bias + residual)`, ReLU if `relu`; returns the output's size.
+    fn forward(
+        &self,
+        x: &[f32],
+        g: Grid,
+        residual: Option<&[f32]>,
+        relu: bool,
+        out: &mut Vec<f32>,
+    ) -> Result<Grid, Error> {
+        let s = self.conv.shape();
+        // A kernel that does not fit gives (0, 0) here and a geometry error from `forward`.
+        let (h, w) = s.output_size(g.h, g.w).unwrap_or_default();
+        let result = Grid {
+            n: g.n,
+            h,
+            w,
+            c: s.out_c,
+        };
+        self.conv
+            .forward(x, g.n, g.h, g.w, residual, relu, slot(out, result.len()))?;
+        Ok(result)
     }
-}
-
-/// `nn.AvgPool2d(k)` (stride = kernel); identity for `k == 1`.
-fn avg_pool(x: &Tensor, k: usize) -> Result<Tensor, Error> {
-    Ok(if k > 1 { x.avg_pool2d(k)? } else { x.clone() })
 }
 
 /// The three-conv stem: mirrors the first half of `ModifiedResNet.forward` (`stem`).
@@ -80,23 +154,32 @@ pub struct Stem {
 }
 
 impl Stem {
-    /// Loads `conv{1,2,3}` and `bn{1,2,3}` under `w` (the `visual.` root).
-    pub fn load(w: &Weights, width: usize) -> Result<Self, Error> {
+    /// Loads `conv{1,2,3}` and `bn{1,2,3}` under `w` (the `visual.` root), packed for `isa`.
+    pub fn load(w: &Weights, width: usize, isa: Isa) -> Result<Self, Error> {
         let half = width / 2;
         Ok(Self {
-            conv1: ConvBn::load(w.pp("conv1"), w.pp("bn1"), 3, half, 3, 2)?,
-            conv2: ConvBn::load(w.pp("conv2"), w.pp("bn2"), half, half, 3, 1)?,
-            conv3: ConvBn::load(w.pp("conv3"), w.pp("bn3"), half, width, 3, 1)?,
+            conv1: ConvBn::load(w.pp("conv1"), w.pp("bn1"), 3, half, 3, 2, isa)?,
+            conv2: ConvBn::load(w.pp("conv2"), w.pp("bn2"), half, half, 3, 1, isa)?,
+            conv3: ConvBn::load(w.pp("conv3"), w.pp("bn3"), half, width, 3, 1, isa)?,
         })
     }
 
-    /// `[N, 3, S, S]` → `[N, width, S/4, S/4]`.
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor, Error> {
-        let x = self.conv1.forward(x, true)?;
-        let x = self.conv2.forward(&x, true)?;
-        let x = self.conv3.forward(&x, true)?;
+    /// `arena.input` `[N, S, S, 3]` → `arena.input` `[N, S/4, S/4, width]`.
+    fn forward(&self, g: Grid, arena: &mut Arena) -> Result<Grid, Error> {
+        let Arena {
+            input,
+            output,
+            mid1,
+            mid2,
+            ..
+        } = arena;
+        let g = self.conv1.forward(&input[..g.len()], g, None, true, mid1)?;
+        let g = self.conv2.forward(&mid1[..g.len()], g, None, true, mid2)?;
+        let g = self
+            .conv3
+            .forward(&mid2[..g.len()], g, None, true, output)?;
         // AvgPool2d(2), not the max-pool of torchvision's ResNet.
-        avg_pool(&x, 2)
+        avg_pool(&output[..g.len()], g, 2, input)
     }
 }
 
@@ -112,35 +195,65 @@ pub struct Bottleneck {
 }
 
 impl Bottleneck {
-    /// Loads one block under `w` (e.g. `visual.layer2.0`).
-    pub fn load(w: &Weights, inplanes: usize, planes: usize, stride: usize) -> Result<Self, Error> {
+    /// Loads one block under `w` (e.g. `visual.layer2.0`), packed for `isa`.
+    pub fn load(
+        w: &Weights,
+        inplanes: usize,
+        planes: usize,
+        stride: usize,
+        isa: Isa,
+    ) -> Result<Self, Error> {
         let out = planes * EXPANSION;
         let downsample = if stride > 1 || inplanes != out {
             let d = w.pp("downsample");
-            Some(ConvBn::load(d.pp(0), d.pp(1), inplanes, out, 1, 1)?)
+            Some(ConvBn::load(d.pp(0), d.pp(1), inplanes, out, 1, 1, isa)?)
         } else {
             None
         };
         Ok(Self {
-            conv1: ConvBn::load(w.pp("conv1"), w.pp("bn1"), inplanes, planes, 1, 1)?,
-            conv2: ConvBn::load(w.pp("conv2"), w.pp("bn2"), planes, planes, 3, 1)?,
-            conv3: ConvBn::load(w.pp("conv3"), w.pp("bn3"), planes, out, 1, 1)?,
+            conv1: ConvBn::load(w.pp("conv1"), w.pp("bn1"), inplanes, planes, 1, 1, isa)?,
+            conv2: ConvBn::load(w.pp("conv2"), w.pp("bn2"), planes, planes, 3, 1, isa)?,
+            conv3: ConvBn::load(w.pp("conv3"), w.pp("bn3"), planes, out, 1, 1, isa)?,
             downsample,
             stride,
         })
     }
 
-    /// `[N, inplanes, H, W]` → `[N, 4 * planes, H / stride, W / stride]`.
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor, Error> {
-        let out = self.conv1.forward(x, true)?;
-        let out = self.conv2.forward(&out, true)?;
-        let out = avg_pool(&out, self.stride)?;
-        let out = self.conv3.forward(&out, false)?;
+    /// `arena.input` `[N, H, W, inplanes]` → `arena.output` `[N, H / stride, W / stride,
+    /// 4 * planes]`; the residual add and the final ReLU run in conv3's output pass.
+    fn forward(&self, g: Grid, arena: &mut Arena) -> Result<Grid, Error> {
+        let Arena {
+            input,
+            output,
+            mid1,
+            mid2,
+            residual,
+        } = arena;
+        let x = &input[..g.len()];
         let identity = match &self.downsample {
-            Some(down) => down.forward(&avg_pool(x, self.stride)?, false)?,
-            None => x.clone(),
+            Some(down) => {
+                let (pooled, gp) = if self.stride > 1 {
+                    let gp = avg_pool(x, g, self.stride, mid2)?;
+                    (&mid2[..gp.len()], gp)
+                } else {
+                    (x, g)
+                };
+                let gd = down.forward(pooled, gp, None, false, residual)?;
+                &residual[..gd.len()]
+            }
+            None => x,
         };
-        Ok((out + identity)?.relu()?)
+        let g1 = self.conv1.forward(x, g, None, true, mid1)?;
+        let g2 = self
+            .conv2
+            .forward(&mid1[..g1.len()], g1, None, true, mid2)?;
+        let (mid, gm) = if self.stride > 1 {
+            let gm = avg_pool(&mid2[..g2.len()], g2, self.stride, mid1)?;
+            (&mid1[..gm.len()], gm)
+        } else {
+            (&mid2[..g2.len()], g2)
+        };
+        self.conv3.forward(mid, gm, Some(identity), true, output)
     }
 }
 
@@ -186,14 +299,13 @@ impl AttentionPool2d {
         })
     }
 
-    /// `[N, C, H, W]` → `[N, output_dim]`.
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor, Error> {
-        let (n, c, h, w) = x.dims4()?;
-        let tokens = x.reshape((n, c, h * w))?.transpose(1, 2)?; // [N, HW, C]
-                                                                 // The mean token is prepended before the positional embedding is added.
+    /// `[N, H·W, C]` spatial tokens (an NHWC grid, row-major positions) → `[N, output_dim]`.
+    pub fn forward(&self, tokens: &Tensor) -> Result<Tensor, Error> {
+        let (n, hw, c) = tokens.dims3()?;
+        // The mean token is prepended before the positional embedding is added.
         let mean = tokens.mean_keepdim(1)?;
-        let x = Tensor::cat(&[&mean, &tokens], 1)?.broadcast_add(&self.positional_embedding)?;
-        let t = h * w + 1;
+        let x = Tensor::cat(&[&mean, tokens], 1)?.broadcast_add(&self.positional_embedding)?;
+        let t = hw + 1;
         let head_dim = c / self.heads;
         let split = |y: Tensor, len: usize| -> candle_core::Result<Tensor> {
             y.reshape((n, len, self.heads, head_dim))?
@@ -222,12 +334,19 @@ pub struct ImageTower {
 }
 
 impl ImageTower {
-    /// Loads the tower under `w` (the `visual` prefix), sized by `config`.
+    /// Loads the tower under `w` (the `visual` prefix), sized by `config`, with the best kernels
+    /// this CPU runs.
     pub fn load(w: Weights, config: &ModelConfig) -> Result<Self, Error> {
+        Self::load_with_isa(w, config, Isa::detect())
+    }
+
+    /// [`ImageTower::load`] with the convolution kernels compiled for `isa`; tests pass
+    /// [`Isa::portable`] to run the fallback path on any CPU.
+    pub fn load_with_isa(w: Weights, config: &ModelConfig, isa: Isa) -> Result<Self, Error> {
         config.validate()?;
         let width = config.vision_cfg.width;
         let image_size = config.image_size();
-        let stem = Stem::load(&w, width)?;
+        let stem = Stem::load(&w, width, isa)?;
         // Mirrors `ModifiedResNet._make_layer`: the first block of each stage changes shape.
         let mut inplanes = width;
         let mut stages = Vec::with_capacity(4);
@@ -237,7 +356,13 @@ impl ImageTower {
             let mut stage = Vec::with_capacity(blocks);
             for b in 0..blocks {
                 let stride = if i > 0 && b == 0 { 2 } else { 1 };
-                stage.push(Bottleneck::load(&layer.pp(b), inplanes, planes, stride)?);
+                stage.push(Bottleneck::load(
+                    &layer.pp(b),
+                    inplanes,
+                    planes,
+                    stride,
+                    isa,
+                )?);
                 inplanes = planes * EXPANSION;
             }
             stages.push(stage);
@@ -265,10 +390,26 @@ impl ImageTower {
 
     /// `[N, 3, S, S]` normalised pixels → `[N, embed_dim]` (not normalised).
     pub fn forward(&self, pixels: &Tensor) -> Result<Tensor, Error> {
-        let mut x = self.stem.forward(pixels)?;
-        for block in self.stages.iter().flatten() {
-            x = block.forward(&x)?;
+        let (n, c, h, w) = pixels.dims4()?;
+        if c != 3 {
+            return Err(Error::InvalidInput(format!(
+                "image batch has {c} channels, expected 3 (RGB)"
+            )));
         }
-        self.attnpool.forward(&x)
+        let mut arena = Arena {
+            input: pixels
+                .permute((0, 2, 3, 1))?
+                .flatten_all()?
+                .to_vec1::<f32>()?,
+            ..Arena::default()
+        };
+        let mut g = self.stem.forward(Grid { n, h, w, c }, &mut arena)?;
+        for block in self.stages.iter().flatten() {
+            g = block.forward(g, &mut arena)?;
+            arena.advance();
+        }
+        let tokens =
+            Tensor::from_slice(&arena.input[..g.len()], (g.n, g.h * g.w, g.c), &Device::Cpu)?;
+        self.attnpool.forward(&tokens)
     }
 }
