@@ -4,6 +4,9 @@ with the Rust criterion bench `embed`, all at the same thread count, in one run.
 
     /work/venv/bin/python benches/reference_bench.py [--threads 2] [--xsearch run|read|skip]
 
+runs PyTorch, then onnxruntime, then `cargo bench --bench embed` (RAYON_NUM_THREADS = --threads)
+and prints images/s at each batch size and text latencies, with xsearch's ratios to both.
+
 Weights follow the deterministic scheme of fixtures/parity/rn50 (speed does not depend on the
 values; --random-init skips the ~10 s it takes to generate them). The ONNX export is cached under
 target/reference-bench/ (not committed). Parts whose tools are missing are skipped with a note.
@@ -149,37 +152,64 @@ def bench_onnxruntime(model, tokens, torch, threads, batches, repeats, weights):
     return image, text
 
 
-# --- xsearch side: wire-up point for the lead ---------------------------------------------------
-# Reads criterion's results for the Rust bench `benches/embed.rs` (ids `image_tower/batch/<B>`
-# and `text_tower/tokens/<N>`). With --xsearch run, the bench runs first with the same thread
-# count (RAYON_NUM_THREADS); with --xsearch read, earlier results under target/criterion are used.
+# --- xsearch: the criterion bench `benches/embed.rs` ----------------------------------------
+# Its ids are `image_tower/batch/<B>` and `text_tower/tokens/<N>`, with the same batch sizes,
+# 224x224 inputs and prompts as above. With --xsearch run (the default) it runs in this process's
+# run at the same thread count (RAYON_NUM_THREADS); with --xsearch read, earlier results under
+# <target>/criterion are used.
 
-def criterion_median_seconds(bench_id, target_dir):
-    """Median time per iteration of a criterion benchmark id, in seconds, or None if absent."""
+def criterion_median_seconds(bench_id, target_dir, since):
+    """Median time per iteration of a criterion benchmark id, in seconds, or None if absent or
+    older than `since` (a stale result from an earlier run must not pass for this one's)."""
     path = Path(target_dir) / "criterion" / bench_id / "new" / "estimates.json"
-    if not path.is_file():
+    if not path.is_file() or path.stat().st_mtime < since:
         return None
     return json.loads(path.read_text())["median"]["point_estimate"] * 1e-9
 
 
 def bench_xsearch(mode, threads, batches):
     target_dir = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+    since = 0.0
     if mode == "run":
         env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
+        # Build first so compiling never overlaps a measurement.
+        build = ["cargo", "bench", "--bench", "embed", "--no-run"]
+        print("running:", " ".join(build), file=sys.stderr)
+        if subprocess.run(build, cwd=ROOT, env=env).returncode != 0:
+            print("xsearch bench did not build; skipped", file=sys.stderr)
+            return {}, {}
+        since = time.time()
         cmd = ["cargo", "bench", "--bench", "embed", "--", "--output-format", "bencher"]
-        print("running:", " ".join(cmd), file=sys.stderr)
+        print(f"running: RAYON_NUM_THREADS={threads}", " ".join(cmd), file=sys.stderr)
         if subprocess.run(cmd, cwd=ROOT, env=env).returncode != 0:
-            print("xsearch bench failed; reading whatever results exist", file=sys.stderr)
+            print("xsearch bench failed; reporting what it finished", file=sys.stderr)
     image, text = {}, {}
     for b in batches:
-        s = criterion_median_seconds(f"image_tower/batch/{b}", target_dir)
+        s = criterion_median_seconds(f"image_tower/batch/{b}", target_dir, since)
         if s is not None:
             image[b] = b / s
     for n in PROMPTS:
-        s = criterion_median_seconds(f"text_tower/tokens/{n}", target_dir)
+        s = criterion_median_seconds(f"text_tower/tokens/{n}", target_dir, since)
         if s is not None:
             text[n] = s
     return image, text
+
+
+def machine():
+    """What BENCHMARKS.md records with each run: CPU model, cores, SIMD flags, load, versions."""
+    cpu, flags = "unknown", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                cpu = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+    except OSError:
+        pass
+    simd = [f for f in ("avx2", "fma", "avx512f") if f in flags] or ["none of avx2/fma/avx512f"]
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return f"{cpu}, {os.cpu_count()} cores, {' '.join(simd)}; load average {load}"
 
 
 def ratio(a, b):
@@ -199,14 +229,16 @@ def main():
     parser.add_argument("--skip-pytorch", action="store_true")
     parser.add_argument("--skip-onnxruntime", action="store_true")
     parser.add_argument(
-        "--xsearch", choices=["run", "read", "skip"], default="read",
-        help="run the criterion bench, read its earlier results (default), or skip it",
+        "--xsearch", choices=["run", "read", "skip"], default="run",
+        help="run the criterion bench (default), read its earlier results, or skip it",
     )
     args = parser.parse_args()
     batches = [int(b) for b in args.batches.split(",")]
     os.environ["RAYON_NUM_THREADS"] = str(args.threads)
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
 
+    started = f"{time.strftime('%Y-%m-%d %H:%M %Z')}: {machine()}"
+    print(started, file=sys.stderr)
     results = {}
     model = None
     if not (args.skip_pytorch and args.skip_onnxruntime):
@@ -228,6 +260,14 @@ def main():
             print(f"onnxruntime missing, skipped: {e}", file=sys.stderr)
     if args.xsearch != "skip":
         results["xsearch"] = bench_xsearch(args.xsearch, args.threads, batches)
+
+    print(f"\nstart {started}\nend   {time.strftime('%Y-%m-%d %H:%M %Z')}: {machine()}")
+    versions = []
+    for name in ("torch", "open_clip", "onnxruntime"):
+        module = sys.modules.get(name)
+        if module is not None:
+            versions.append(f"{name} {getattr(module, '__version__', '?')}")
+    print(", ".join(versions) or "no python runtimes")
 
     def get(runtime, part, key):
         return results.get(runtime, ({}, {}))[part].get(key)

@@ -137,27 +137,10 @@ fn f16_model_matches_its_reference() {
     assert_image_parity(&files, &reference, 0.9999);
 }
 
-/// `keys.json` as (key, shape) pairs, sorted by key.
-fn rn50_keys() -> Vec<(String, Vec<usize>)> {
-    read_json(&fixture("rn50/keys.json"))
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|pair| {
-            let shape = pair[1]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|d| d.as_u64().unwrap() as usize);
-            (pair[0].as_str().unwrap().to_string(), shape.collect())
-        })
-        .collect()
-}
-
 #[test]
 fn weight_scheme_matches_the_python_probes() {
     assert_eq!(common::splitmix64(0), 0xE220_A839_7B1D_CDAF);
-    let keys = rn50_keys();
+    let keys = common::rn50_keys();
     assert_eq!(keys.len(), 489);
     let reference = read_json(&fixture("rn50/reference.json"));
     for probe in reference["probes"].as_array().unwrap() {
@@ -186,7 +169,7 @@ fn rn50_keys_are_what_the_towers_read() {
     let config =
         xsearch::model::OpenClipConfig::from_file(&fixture("rn50/open_clip_config.json")).unwrap();
     let expected = xsearch::model::weights::expected_tensors(&config.model_cfg).unwrap();
-    let keys = rn50_keys();
+    let keys = common::rn50_keys();
     let mut extras = Vec::new();
     for (name, shape) in &keys {
         match expected.get(name) {
@@ -209,12 +192,7 @@ fn rn50_keys_are_what_the_towers_read() {
 #[test]
 fn rn50_scheme_weights_match_open_clip() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(
-        fixture("rn50/open_clip_config.json"),
-        dir.path().join("open_clip_config.json"),
-    )
-    .unwrap();
-    common::write_scheme_checkpoint(dir.path(), &rn50_keys());
+    common::write_rn50_scheme_model(dir.path());
     let files = ModelFiles::from_dir(dir.path()).unwrap();
     verify_checkpoint(&files).unwrap();
     let reference = read_json(&fixture("rn50/reference.json"));

@@ -63,6 +63,32 @@ pub fn write_scheme_checkpoint(dir: &Path, keys: &[(String, Vec<usize>)]) {
     candle_core::safetensors::save(&tensors, dir.join("open_clip_model.safetensors")).unwrap();
 }
 
+/// `keys.json` as (key, shape) pairs, sorted by key.
+pub fn rn50_keys() -> Vec<(String, Vec<usize>)> {
+    read_json(&fixture("rn50/keys.json"))
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|pair| {
+            let shape = pair[1]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d.as_u64().unwrap() as usize);
+            (pair[0].as_str().unwrap().to_string(), shape.collect())
+        })
+        .collect()
+}
+
+/// Writes the full-size RN50 model (`fixtures/parity/rn50` config, scheme weights: 408 MB)
+/// into `dir`, ready for `ModelFiles::from_dir`.
+pub fn write_rn50_scheme_model(dir: &Path) {
+    let config = fixture("rn50/open_clip_config.json");
+    std::fs::copy(&config, dir.join("open_clip_config.json"))
+        .unwrap_or_else(|e| panic!("{}: {e}", config.display()));
+    write_scheme_checkpoint(dir, &rn50_keys());
+}
+
 /// The image input of the scheme: element i = 1.5 * u(100000, i).
 pub fn scheme_pixels(n: usize, size: usize) -> Tensor {
     let values: Vec<f32> = (0..(n * 3 * size * size) as u64)
