@@ -10,6 +10,9 @@ fn xsearch(args: &[&str], dir: &std::path::Path) -> (String, String, Option<i32>
         .current_dir(dir)
         .env_remove("XSEARCH_MODEL")
         .env_remove("XSEARCH_INDEX")
+        // clap wraps help to $COLUMNS when it is set; snapshots are taken at its default width.
+        .env_remove("COLUMNS")
+        .env_remove("LINES")
         .env("HF_HUB_OFFLINE", "1")
         .env("HF_HOME", dir.join("hf"))
         .output()
