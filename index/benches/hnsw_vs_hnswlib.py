@@ -1,0 +1,94 @@
+"""hnswlib's side of the HNSW benchmark, and the shared data set.
+
+    /work/venv/bin/python index/benches/hnsw_vs_hnswlib.py generate target/bench
+    RAYON_NUM_THREADS=2 cargo bench -p xsearch-index --bench hnsw_vs_hnswlib -- target/bench
+    /work/venv/bin/python index/benches/hnsw_vs_hnswlib.py hnswlib target/bench
+
+`generate DIR [POINTS]` writes, under DIR, raw little-endian f32 files (row-major, no header) and the exact
+ground truth, deterministically (numpy PCG64, seed 2026):
+
+    points.f32   POINTS (default 100_000) x 1024 unit vectors
+    queries.f32    1_000 x 1024 unit vectors (same distribution, not in `points`)
+    truth.u32      1_000 x 10 indices into `points`, exact top 10 by dot product
+
+The points are clustered, with a low intrinsic dimension as CLIP embeddings have: 1000 cluster
+centres in a 64-d latent space, gaussian offsets around them, lifted to 1024-d by a random
+orthonormal map, plus small isotropic 1024-d noise, then normalised. (Isotropic noise alone
+in 1024-d makes every neighbour equally far and no graph index useful.)
+
+`hnswlib` builds hnswlib's index (space "ip", M 16, ef_construction 200: xsearch's defaults)
+with 2 threads, then sweeps ef over the same 1000 queries with 2 threads, 3 repetitions each,
+and prints one `key value` line per figure (median query wall time).
+"""
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+POINTS, QUERIES, DIM, LATENT, CLUSTERS, K = 100_000, 1_000, 1024, 64, 1_000, 10
+EFS = (10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+THREADS = 2
+
+
+def generate(out: Path, count: int):
+    rng = np.random.default_rng(2026)
+    lift, _ = np.linalg.qr(rng.normal(size=(DIM, LATENT)))  # orthonormal columns
+    centres = rng.normal(size=(CLUSTERS, LATENT))
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+
+    def sample(n):
+        latent = centres[rng.integers(0, CLUSTERS, n)] + 0.25 * rng.normal(size=(n, LATENT))
+        x = latent @ lift.T + 0.005 * rng.normal(size=(n, DIM))
+        return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+    points, queries = sample(count), sample(QUERIES)
+    truth = np.empty((QUERIES, K), dtype=np.uint32)
+    for start in range(0, QUERIES, 100):
+        scores = queries[start : start + 100] @ points.T
+        top = np.argpartition(-scores, K, axis=1)[:, :K]
+        order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
+        truth[start : start + 100] = np.take_along_axis(top, order, axis=1)
+    out.mkdir(parents=True, exist_ok=True)
+    points.tofile(out / "points.f32")
+    queries.tofile(out / "queries.f32")
+    truth.tofile(out / "truth.u32")
+    print(f"wrote {count} points, {QUERIES} queries and their exact top {K} to {out}")
+
+
+def load(out: Path):
+    points = np.fromfile(out / "points.f32", dtype=np.float32).reshape(-1, DIM)
+    queries = np.fromfile(out / "queries.f32", dtype=np.float32).reshape(QUERIES, DIM)
+    truth = np.fromfile(out / "truth.u32", dtype=np.uint32).reshape(QUERIES, K)
+    return points, queries, truth
+
+
+def bench_hnswlib(out: Path):
+    import hnswlib
+
+    points, queries, truth = load(out)
+    index = hnswlib.Index(space="ip", dim=DIM)
+    index.init_index(max_elements=len(points), M=16, ef_construction=200, random_seed=1)
+    index.set_num_threads(THREADS)
+    start = time.perf_counter()
+    index.add_items(points, np.arange(len(points)), num_threads=THREADS)
+    print(f"hnswlib points {len(points)} build_s {time.perf_counter() - start:.3f}", flush=True)
+    for ef in EFS:
+        index.set_ef(ef)
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            labels, _ = index.knn_query(queries, k=K, num_threads=THREADS)
+            times.append(time.perf_counter() - start)
+        recall = np.mean([len(set(a) & set(b)) / K for a, b in zip(labels, truth)])
+        seconds = float(np.median(times))
+        print(f"hnswlib ef {ef} recall {recall:.4f} qps {QUERIES / seconds:.1f}", flush=True)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["generate"] and len(sys.argv) in (3, 4):
+        generate(Path(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) == 4 else POINTS)
+    elif sys.argv[1:2] == ["hnswlib"] and len(sys.argv) == 3:
+        bench_hnswlib(Path(sys.argv[2]))
+    else:
+        sys.exit("usage: hnsw_vs_hnswlib.py generate DIR [POINTS] | hnswlib DIR")

@@ -1,0 +1,179 @@
+//! xsearch's side of the HNSW benchmark against hnswlib, through the persisted product path
+//! (`Index::open_with`, `upsert_batch`, `close`, `search`). The data set and hnswlib's side are
+//! `hnsw_vs_hnswlib.py` (its docstring has the whole recipe):
+//!
+//!     RAYON_NUM_THREADS=2 cargo bench -p xsearch-index --bench hnsw_vs_hnswlib -- target/bench
+//!
+//! Prints one `key value` line per figure: build time (upserts in batches of 1000, then the
+//! snapshot written by `close`), the wall time of `Index::open` on the result (median of 5),
+//! and for each ef the recall@10 and queries/s of 1000 queries on 2 threads (median of 3).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use xsearch_index::{Entry, Index, IndexOptions, IndexSpec};
+
+const DIM: usize = 1024;
+const K: usize = 10;
+const BATCH: usize = 1000;
+const THREADS: usize = 2;
+/// The ef values `hnsw_vs_hnswlib.py` sweeps on hnswlib's side.
+const EFS: [usize; 12] = [10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512];
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+fn read_f32s(path: &Path) -> Result<Vec<Vec<f32>>> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(bytes
+        .chunks_exact(DIM * 4)
+        .map(|row| {
+            row.chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect()
+        })
+        .collect())
+}
+
+fn read_truth(path: &Path) -> Result<Vec<Vec<u32>>> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(bytes
+        .chunks_exact(K * 4)
+        .map(|row| {
+            row.chunks_exact(4)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect()
+        })
+        .collect())
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+/// Keys are the point's row number in `points.f32`, as decimal text.
+fn row_of(key: &[u8]) -> Option<u32> {
+    std::str::from_utf8(key).ok()?.parse().ok()
+}
+
+fn options(ef_search: usize) -> IndexOptions {
+    IndexOptions {
+        exact_threshold: 0,
+        ef_search,
+        ..IndexOptions::default()
+    }
+}
+
+fn build(dir: &Path, spec: &IndexSpec, points: Vec<Vec<f32>>) -> Result<()> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir)?;
+    }
+    let start = Instant::now();
+    let index = Index::open_with(dir, spec, options(64))?;
+    let mut rows = points.into_iter().enumerate().peekable();
+    while rows.peek().is_some() {
+        let batch = rows
+            .by_ref()
+            .take(BATCH)
+            .map(|(row, vector)| Entry {
+                key: row.to_string().into_bytes(),
+                file: None,
+                vector,
+            })
+            .collect();
+        index.images().upsert_batch(batch)?;
+    }
+    let upserted = start.elapsed().as_secs_f64();
+    index.close()?;
+    let total = start.elapsed().as_secs_f64();
+    println!("xsearch upsert_s {upserted:.3}");
+    println!("xsearch snapshot_s {:.3}", total - upserted);
+    println!("xsearch build_s {total:.3}");
+    Ok(())
+}
+
+/// Runs every query once on `THREADS` threads; returns the wall time and the recall@10.
+fn run_queries(index: &Index, queries: &[Vec<f32>], truth: &[Vec<u32>]) -> Result<(f64, f64)> {
+    let start = Instant::now();
+    let chunk = queries.len().div_ceil(THREADS);
+    let found: Vec<Vec<Vec<u32>>> = std::thread::scope(|s| {
+        let workers: Vec<_> = queries
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || -> std::result::Result<Vec<Vec<u32>>, String> {
+                    part.iter()
+                        .map(|q| {
+                            let hits = index
+                                .images()
+                                .search(q, K, None)
+                                .map_err(|e| e.to_string())?;
+                            Ok(hits.iter().filter_map(|h| row_of(&h.key)).collect())
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .map_err(|_| "a query thread panicked".to_string())?
+            })
+            .collect::<std::result::Result<_, String>>()
+    })?;
+    let seconds = start.elapsed().as_secs_f64();
+    let hits: usize = found
+        .iter()
+        .flatten()
+        .zip(truth)
+        .map(|(got, want)| got.iter().filter(|row| want.contains(row)).count())
+        .sum();
+    Ok((seconds, hits as f64 / (truth.len() * K) as f64))
+}
+
+fn main() -> Result<()> {
+    // `cargo bench` appends `--bench`; the first other argument is the data directory.
+    let data = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with("--"))
+        .map(PathBuf::from)
+        .ok_or("usage: hnsw_vs_hnswlib <dir written by hnsw_vs_hnswlib.py generate>")?;
+    let points = read_f32s(&data.join("points.f32"))?;
+    let queries = read_f32s(&data.join("queries.f32"))?;
+    let truth = read_truth(&data.join("truth.u32"))?;
+    let spec = IndexSpec {
+        model: "hnsw-bench".into(),
+        dim: DIM,
+    };
+    let dir = data.join("xsearch-index");
+    if std::env::var_os("SKIP_BUILD").is_none() {
+        build(&dir, &spec, points)?;
+    }
+
+    let mut opens = Vec::new();
+    for _ in 0..5 {
+        let start = Instant::now();
+        let index = Index::open_with(&dir, &spec, options(64))?;
+        opens.push(start.elapsed().as_secs_f64());
+        if index.open_report().images.is_repair() {
+            return Err(format!("{}: the snapshot was not loaded", dir.display()).into());
+        }
+        index.close()?;
+    }
+    println!("xsearch open_s {:.4}", median(opens));
+
+    for ef in EFS {
+        let index = Index::open_with(&dir, &spec, options(ef))?;
+        let mut times = Vec::new();
+        let mut recall = 0.0;
+        for _ in 0..3 {
+            let (seconds, r) = run_queries(&index, &queries, &truth)?;
+            times.push(seconds);
+            recall = r;
+        }
+        index.close()?;
+        let qps = queries.len() as f64 / median(times);
+        println!("xsearch ef {ef} recall {recall:.4} qps {qps:.1}");
+    }
+    Ok(())
+}
