@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-XSEARCH = ROOT / "target" / "release" / "xsearch"
+# XSEARCH_BIN overrides the binary (e.g. target/debug/xsearch when no release build exists).
+XSEARCH = Path(os.environ.get("XSEARCH_BIN", ROOT / "target" / "release" / "xsearch"))
 PROMPT = "sunset over sea"
 REPEATS = 5
 THREADS = 2
