@@ -15,7 +15,7 @@ pub fn add(engine: &Engine, file: &Path, quiet: bool) -> Result<Outcome> {
         let total = engine.index().texts().len();
         eprintln!(
             "added {added} new texts ({} already present); the text collection holds {total}",
-            lines.iter().filter(|l| !l.trim().is_empty()).count() - added
+            lines.iter().collect::<std::collections::HashSet<_>>().len() - added
         );
     }
     Ok(Outcome::Found)
