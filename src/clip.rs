@@ -111,8 +111,12 @@ impl Clip {
         Ok(side.encoder.embed(&batch)?.to_vec2::<f32>()?)
     }
 
-    /// Embeds decoded images, in one batch.
+    /// Embeds decoded images, in one batch. No images: the image tower is not loaded (a text
+    /// query must not pay for it).
     pub fn embed_images(&self, images: &[DynamicImage]) -> Result<Vec<Embedding>, Error> {
+        if images.is_empty() {
+            return Ok(Vec::new());
+        }
         let side = self.image_side()?;
         let mut pixels = vec![0f32; images.len() * side.preprocessor.pixel_len()];
         side.preprocessor.write_batch(images, &mut pixels);

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use xsearch_index::{Entry, Index, IndexSpec, OpenReport};
+use xsearch_index::{Entry, Index, IndexSpec, KeyFilter, OpenReport};
 
 use crate::ingest::pipeline::{
     ingest, key_path, path_key, IngestObserver, IngestOptions, IngestSummary,
@@ -109,9 +109,10 @@ impl Engine {
         let accept = |key: &[u8]| {
             within
                 .as_ref()
-                .is_none_or(|dir| key_path(key).starts_with(dir))
+                .is_some_and(|dir| key_path(key).starts_with(dir))
         };
-        let hits = self.index.images().search(&vector, k, Some(&accept))?;
+        let filter: Option<KeyFilter<'_>> = within.is_some().then_some(&accept);
+        let hits = self.index.images().search(&vector, k, filter)?;
         Ok(hits
             .into_iter()
             .map(|hit| ImageHit {

@@ -177,3 +177,46 @@ fn search_within_a_folder_only_returns_its_images() {
         .unwrap();
     assert!(none.is_empty(), "{none:?}");
 }
+
+/// A text query must not load the image tower (that is what makes `xsearch query` instant):
+/// with every `visual.*` tensor removed from the checkpoint, text search still answers, while
+/// anything that needs the image tower names the missing tensor.
+#[test]
+fn text_queries_never_load_the_image_tower() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("text-only");
+    std::fs::create_dir(&model).unwrap();
+    let shapes = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/models/shapes-tiny");
+    std::fs::copy(
+        shapes.join("open_clip_config.json"),
+        model.join("open_clip_config.json"),
+    )
+    .unwrap();
+    let tensors = candle_core::safetensors::load(
+        shapes.join("open_clip_model.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    let text_only: HashMap<String, candle_core::Tensor> = tensors
+        .into_iter()
+        .filter(|(name, _)| !name.starts_with("visual."))
+        .collect();
+    candle_core::safetensors::save(&text_only, model.join("open_clip_model.safetensors")).unwrap();
+
+    let clip = Clip::open(model.to_str().unwrap(), None).unwrap();
+    let engine = Engine::with_clip(clip, &dir.path().join("index")).unwrap();
+    let captions = ["a red square", "a blue circle", "a green triangle"].map(String::from);
+    assert_eq!(engine.add_texts(&captions).unwrap(), 3);
+    let hits = engine.search_texts(&Query::text("red square"), 1).unwrap();
+    assert_eq!(hits[0].text, "a red square");
+    assert!(engine
+        .search(&Query::text("a red square"), 5, None)
+        .unwrap()
+        .is_empty());
+
+    let image = image::DynamicImage::new_rgb8(8, 8);
+    let err = engine
+        .search(&Query::default().with(1.0, Term::Image(image)), 1, None)
+        .unwrap_err();
+    assert!(err.to_string().contains("visual."), "{err}");
+}

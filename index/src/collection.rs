@@ -482,29 +482,42 @@ impl Collection {
         if self.len() <= self.options.exact_threshold {
             return self.exact_search(query, k, filter);
         }
-        let mut fetch = 2 * k + 16;
+        // Tombstones and the filter drop candidates, so ask the graph for spares then.
+        let mut fetch = {
+            let graph_points = read(&self.graph).len();
+            if filter.is_none() && graph_points == self.len() {
+                k
+            } else {
+                2 * k + 16
+            }
+        };
         loop {
             let graph_points = read(&self.graph).len();
             if fetch >= graph_points {
                 return self.exact_search(query, k, filter);
             }
-            let found = read(&self.graph).search(query, fetch, self.options.ef_search);
+            let mut found: Vec<Scored> = {
+                let live = read(&self.live);
+                read(&self.graph)
+                    .search(query, fetch, self.options.ef_search)
+                    .into_iter()
+                    .filter(|&(id, _)| live.contains(id))
+                    .map(|(id, score)| Scored { id, score })
+                    .collect()
+            };
+            found.sort();
+            // Keys cost a store lookup each: fetch them only until `k` hits are accepted.
             let mut hits = Vec::with_capacity(k);
-            for (id, score) in found {
-                if !read(&self.live).contains(id) {
-                    continue;
-                }
+            for Scored { id, score } in found {
                 let Some(key) = self.key_of(id)? else {
                     continue;
                 };
                 if filter.is_none_or(|accept| accept(&key)) {
                     hits.push(Hit { key, id, score });
+                    if hits.len() == k {
+                        return Ok(hits);
+                    }
                 }
-            }
-            if hits.len() >= k {
-                hits.sort_by_key(scored);
-                hits.truncate(k);
-                return Ok(hits);
             }
             fetch *= 4;
         }
@@ -775,13 +788,6 @@ impl Collection {
 
     fn store_err(&self, e: sled::Error) -> IndexError {
         IndexError::store(&self.path, e)
-    }
-}
-
-fn scored(hit: &Hit) -> Scored {
-    Scored {
-        id: hit.id,
-        score: hit.score,
     }
 }
 

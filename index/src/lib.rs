@@ -139,6 +139,11 @@ pub struct Index {
     report: OpenReport,
 }
 
+/// sled's page cache. Its default (1 GiB) lets the cache grow with the store, so an ingest's
+/// memory would grow with the library; searches run on the in-memory graph, and exact scans
+/// (at most `exact_threshold` vectors, 20 MB at 1024-d) stream through, so 64 MiB is plenty.
+const STORE_CACHE_BYTES: u64 = 64 << 20;
+
 impl Index {
     /// Opens (or creates) the index in `dir` with default options.
     pub fn open(dir: impl AsRef<Path>, spec: &IndexSpec) -> Result<Index, IndexError> {
@@ -160,6 +165,7 @@ impl Index {
         std::fs::create_dir_all(&path).map_err(|e| IndexError::io(&path, e))?;
         let db = sled::Config::new()
             .path(path.join("store"))
+            .cache_capacity(STORE_CACHE_BYTES)
             .open()
             .map_err(|e| IndexError::store(&path, e))?;
         let tree = |name: &str| db.open_tree(name).map_err(|e| IndexError::store(&path, e));
