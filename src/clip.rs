@@ -79,6 +79,12 @@ impl Clip {
         Ok(self.text.get_or_init(|| encoder))
     }
 
+    /// Loads the text tower now rather than at the first text, so a caller can overlap it
+    /// with other work.
+    pub fn preload_text(&self) -> Result<(), Error> {
+        self.text_encoder().map(|_| ())
+    }
+
     /// Embeds texts, in one batch.
     pub fn embed_texts(&self, texts: &[&str]) -> Result<Vec<Embedding>, Error> {
         if texts.is_empty() {

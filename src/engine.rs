@@ -20,6 +20,9 @@ pub struct EngineConfig {
     /// Create the index if the directory does not exist yet (what `xsearch index` does);
     /// otherwise a missing index is [`Error::NoIndex`].
     pub create: bool,
+    /// Load the text tower while the index opens, on another thread, instead of at the first
+    /// text (what a fresh `xsearch query "..."` process wants: both take a while).
+    pub preload_text: bool,
 }
 
 /// An image found by a search.
@@ -58,16 +61,25 @@ impl Engine {
             });
         }
         let clip = Clip::open(&config.model, progress)?;
-        Self::with_clip(clip, &config.index)
+        if !config.preload_text {
+            return Self::with_clip(clip, &config.index);
+        }
+        let (index, text) = std::thread::scope(|s| {
+            let text = s.spawn(|| clip.preload_text());
+            let index = open_index(&clip, &config.index);
+            let text = text
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (index, text)
+        });
+        let index = index?;
+        text?;
+        Ok(Self { clip, index })
     }
 
     /// Opens (or creates) the index at `dir` for an already opened model.
     pub fn with_clip(clip: Clip, dir: &Path) -> Result<Self, Error> {
-        let spec = IndexSpec {
-            model: clip.files().fingerprint(),
-            dim: clip.embed_dim(),
-        };
-        let index = Index::open(dir, &spec)?;
+        let index = open_index(&clip, dir)?;
         Ok(Self { clip, index })
     }
 
@@ -175,3 +187,12 @@ impl Engine {
 
 /// Texts embedded together by [`Engine::add_texts`].
 const TEXT_BATCH: usize = 64;
+
+/// Opens (or creates) the index at `dir`, checking it was built with `clip`'s model.
+fn open_index(clip: &Clip, dir: &Path) -> Result<Index, Error> {
+    let spec = IndexSpec {
+        model: clip.files().fingerprint(),
+        dim: clip.embed_dim(),
+    };
+    Ok(Index::open(dir, &spec)?)
+}

@@ -14,7 +14,7 @@
 //! # xsearch_shapes::write_dataset(&photos, 40, 3).unwrap();
 //! # let model = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/models/shapes-tiny").to_string();
 //! let engine = Engine::open(
-//!     &EngineConfig { model, index: dir.path().join("index"), create: true },
+//!     &EngineConfig { model, index: dir.path().join("index"), create: true, preload_text: false },
 //!     None, // no download progress to report
 //! )?;
 //! let summary = engine.ingest(&[photos], &Default::default(), &())?;

@@ -1,5 +1,6 @@
 //! The HNSW graph (hnsw_rs), derived from the store: building, searching and snapshots.
 
+use std::io::Read;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
@@ -190,8 +191,22 @@ fn data_id(id: Id) -> usize {
     id as usize
 }
 
-/// CRC-32 and length of a file.
+/// CRC-32 and length of a file, streamed (snapshot data files are as large as the vectors).
 fn checksum(path: &Path) -> Result<(u32, u64), IndexError> {
-    let bytes = std::fs::read(path).map_err(|e| IndexError::io(path, e))?;
-    Ok((crc32fast::hash(&bytes), bytes.len() as u64))
+    let io = |e| IndexError::io(path, e);
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mut hasher = crc32fast::Hasher::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut len = 0u64;
+    loop {
+        let n = match file.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io(e)),
+        };
+        hasher.update(&buffer[..n]);
+        len += n as u64;
+    }
+    Ok((hasher.finalize(), len))
 }

@@ -281,6 +281,11 @@ impl Index {
     pub fn checkpoint(&self) -> Result<(), IndexError> {
         self.images.checkpoint(false)?;
         self.texts.checkpoint(false)?;
+        self.flush()
+    }
+
+    /// Makes everything written so far durable, without touching the snapshots.
+    pub fn flush(&self) -> Result<(), IndexError> {
         self.db
             .flush()
             .map_err(|e| IndexError::store(&self.path, e))?;
