@@ -17,9 +17,13 @@ use std::sync::mpsc;
 use rayon::prelude::*;
 use xsearch_index::{Entry, FileStamp, Index};
 
-use crate::ingest::decode::decode_bytes;
+use crate::ingest::decode::decode_bytes_scaled;
 use crate::ingest::walk::{walk, Candidate, WalkOptions};
 use crate::{Clip, Error};
+
+/// Images embedded together by default: the image tower's throughput is flat from this size
+/// on (measured in `BENCHMARKS.md`, "Ingest speed"), and smaller batches keep memory low.
+pub const DEFAULT_BATCH_SIZE: usize = 8;
 
 /// How to ingest.
 #[derive(Debug, Clone, Copy)]
@@ -34,7 +38,7 @@ impl Default for IngestOptions {
     fn default() -> Self {
         Self {
             walk: WalkOptions::default(),
-            batch_size: 8,
+            batch_size: DEFAULT_BATCH_SIZE,
         }
     }
 }
@@ -237,13 +241,14 @@ fn prepare<'a>(
         file.prepared = Prepared::Reused(vector);
         return Ok(file);
     }
-    file.prepared = match decode_bytes(&bytes, clip.decode_limits()) {
+    file.prepared = match decode_bytes_scaled(&bytes, clip.decode_limits(), clip.min_source_side())
+    {
         Ok(image) => {
             drop(bytes);
             Prepared::Pixels(clip.preprocess(&image)?)
         }
-        // The decoder does not know the path; the record is keyed by it.
-        Err(err) => Prepared::Failed(err.to_string().trim_start_matches("<memory>: ").to_owned()),
+        // The record is keyed by the path: store the reason alone.
+        Err(err) => Prepared::Failed(err.reason()),
     };
     Ok(file)
 }
