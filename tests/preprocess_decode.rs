@@ -390,6 +390,31 @@ fn reduced_jpeg_is_oriented_like_the_full_size_one() {
 }
 
 #[test]
+fn large_grey_jpeg_decodes_reduced_as_grey() {
+    let grey = DynamicImage::ImageRgb8(photo(2000, 1800)).to_luma8();
+    let mut bytes = Vec::new();
+    JpegEncoder::new_with_quality(&mut bytes, 90)
+        .encode_image(&grey)
+        .expect("encode grey jpeg");
+    // 1800 / 4 = 450 keeps 448.
+    let reduced = decode_bytes_scaled(&bytes, &limits(), 448).unwrap();
+    assert!(
+        matches!(reduced, DynamicImage::ImageLuma8(_)),
+        "{reduced:?}"
+    );
+    assert_eq!((reduced.width(), reduced.height()), (500, 450));
+    let full = decode_bytes(&bytes, &limits()).unwrap();
+    let preprocess = preprocessor();
+    let (mean, max) = crop_difference(
+        &preprocess.resize_crop(&full),
+        &preprocess.resize_crop(&reduced),
+    );
+    println!("grey 224 crop, 1/4 scale vs full size: mean {mean:.3}, max {max}");
+    // Measured: mean 0.208, max 1; bounds as for colour above.
+    assert!(mean < 1.0 && max <= 8, "mean {mean:.3}, max {max}");
+}
+
+#[test]
 fn small_jpeg_keeps_the_exact_full_size_path() {
     // 890 on the short side: half would be 445, below 448.
     let bytes = jpeg(&photo(1200, 890));
