@@ -17,7 +17,8 @@
 //!   the IDCT, colour conversion and upsampling work, and the buffer is 4 or 16 times smaller.
 //!   Limits are still checked on the full size given by the header, and orientation and the
 //!   truncation check apply as on the full-size path. Everything else (small JPEGs, CMYK and
-//!   12-bit JPEGs, other formats) takes the full-size path.
+//!   12-bit JPEGs, files jpeg-decoder refuses, other formats) takes the full-size path, which
+//!   is also where every error comes from.
 
 use std::fmt;
 use std::io::{self, Cursor};
@@ -249,10 +250,8 @@ fn decode(
             });
         }
         Some(ImageFormat::Jpeg) => {
-            if let Some(min_side) = min_side {
-                if let Some(image) = decode_jpeg_scaled(bytes, limits, min_side, path)? {
-                    return Ok(image);
-                }
+            if let Some(image) = min_side.and_then(|side| decode_jpeg_scaled(bytes, limits, side)) {
+                return Ok(image);
             }
         }
         Some(_) => {}
@@ -311,87 +310,45 @@ fn scaled_len(len: u32, eighths: u32) -> u32 {
 }
 
 /// Decodes a JPEG at a reduced DCT scale, or returns `None` to leave it to the full-size path:
-/// too small to reduce, CMYK or 12-bit samples, or a header `jpeg-decoder` cannot read (the
-/// full-size path then gives the same error as without scaling).
-fn decode_jpeg_scaled(
-    bytes: &[u8],
-    limits: &DecodeLimits,
-    min_side: u32,
-    path: impl Fn() -> Option<PathBuf>,
-) -> Result<Option<DynamicImage>, DecodeError> {
+/// too small to reduce, CMYK or 12-bit samples, above the limits, or anything `jpeg-decoder`
+/// cannot read or decode. That path then refuses the file with its usual errors (the limits
+/// are checked on the same full size from the header, before any pixel buffer), or decodes it
+/// when it is merely more lenient than jpeg-decoder: scaling never rejects a file.
+fn decode_jpeg_scaled(bytes: &[u8], limits: &DecodeLimits, min_side: u32) -> Option<DynamicImage> {
     let mut decoder = jpeg_decoder::Decoder::new(bytes);
-    if decoder.read_info().is_err() {
-        return Ok(None);
-    }
-    let Some(info) = decoder.info() else {
-        return Ok(None);
-    };
+    decoder.read_info().ok()?;
+    let info = decoder.info()?;
     let channels: u64 = match info.pixel_format {
         jpeg_decoder::PixelFormat::RGB24 => 3,
         jpeg_decoder::PixelFormat::L8 => 1,
-        _ => return Ok(None),
+        _ => return None,
     };
     let (width, height) = (u32::from(info.width), u32::from(info.height));
-    // The limits are about the image the file holds, whatever size we decode it at, so that a
-    // file is refused or accepted alike on both paths.
     let full_bytes = u64::from(width) * u64::from(height) * channels;
-    if let Some(limit) = limits.exceeded(width, height, full_bytes) {
-        return Err(DecodeError::TooLarge {
-            path: path(),
-            width,
-            height,
-            limit,
-        });
+    if limits.exceeded(width, height, full_bytes).is_some() {
+        return None;
     }
-    let Some(eighths) = dct_scale(width.min(height), min_side) else {
-        return Ok(None);
-    };
+    let eighths = dct_scale(width.min(height), min_side)?;
     let (out_w, out_h) = (scaled_len(width, eighths), scaled_len(height, eighths));
     // jpeg-decoder picks the smallest scale at which either side reaches the request, so asking
     // for exactly the reduced size selects `eighths`.
-    let scaled = decoder
-        .scale(out_w as u16, out_h as u16)
-        .map_err(|e| from_jpeg_error(e, path()))?;
+    let scaled = decoder.scale(out_w as u16, out_h as u16).ok()?;
     if scaled != (out_w as u16, out_h as u16) {
-        return Ok(None);
+        return None;
     }
     decoder.set_max_decoding_buffer_size(usize::try_from(limits.max_alloc).unwrap_or(usize::MAX));
-    let pixels = decoder.decode().map_err(|e| from_jpeg_error(e, path()))?;
-    let corrupt = || DecodeError::Corrupt {
-        path: path(),
-        message: "decoded pixel count does not match the image size".to_owned(),
-    };
+    let pixels = decoder.decode().ok()?;
     let mut image = if channels == 3 {
-        DynamicImage::ImageRgb8(RgbImage::from_raw(out_w, out_h, pixels).ok_or_else(corrupt)?)
+        DynamicImage::ImageRgb8(RgbImage::from_raw(out_w, out_h, pixels)?)
     } else {
-        DynamicImage::ImageLuma8(GrayImage::from_raw(out_w, out_h, pixels).ok_or_else(corrupt)?)
+        DynamicImage::ImageLuma8(GrayImage::from_raw(out_w, out_h, pixels)?)
     };
     let orientation = decoder
         .exif_data()
         .and_then(Orientation::from_exif_chunk)
         .unwrap_or(Orientation::NoTransforms);
     image.apply_orientation(orientation);
-    Ok(Some(image))
-}
-
-fn from_jpeg_error(error: jpeg_decoder::Error, path: Option<PathBuf>) -> DecodeError {
-    match error {
-        jpeg_decoder::Error::Unsupported(feature) => DecodeError::Unsupported {
-            path,
-            detail: format!("JPEG feature {feature:?}"),
-        },
-        jpeg_decoder::Error::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-            DecodeError::Corrupt {
-                path,
-                message: "unexpected end of file".to_owned(),
-            }
-        }
-        jpeg_decoder::Error::Io(source) => DecodeError::Io { path, source },
-        e => DecodeError::Corrupt {
-            path,
-            message: e.to_string(),
-        },
-    }
+    Some(image)
 }
 
 fn from_image_error(error: ImageError, path: Option<PathBuf>) -> DecodeError {
