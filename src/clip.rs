@@ -8,9 +8,10 @@ use candle_core::{Device, Tensor};
 use image::DynamicImage;
 use rayon::prelude::*;
 
-use crate::ingest::decode::{decode_file, DecodeError, DecodeLimits};
+use crate::ingest::decode::{decode_file_scaled, DecodeError, DecodeLimits};
+use crate::ingest::pipeline::DEFAULT_BATCH_SIZE;
 use crate::model::hub::DownloadProgress;
-use crate::model::preprocess::Preprocessor;
+use crate::model::preprocess::{min_source_side, Preprocessor};
 use crate::model::{ImageEncoder, ModelFiles, TextEncoder};
 use crate::Error;
 
@@ -134,30 +135,42 @@ impl Clip {
         &self.limits
     }
 
+    /// The smallest short side images are decoded at: large JPEGs are reduced down to it (see
+    /// [`crate::ingest::decode::decode_file_scaled`]). Twice the model's input size; known from
+    /// the config, so asking does not load the image tower.
+    pub fn min_source_side(&self) -> u32 {
+        min_source_side(self.files.config.model_cfg.image_size())
+    }
+
     /// Decodes and embeds image files. A file that cannot be decoded gets its own error in the
     /// result and does not stop the others; an error of the model itself fails the call.
+    ///
+    /// Files are decoded and embedded [`DEFAULT_BATCH_SIZE`] at a time, so the decoded pixels
+    /// held at once stay bounded however many files are given.
     pub fn embed_files(
         &self,
         paths: &[PathBuf],
     ) -> Result<Vec<Result<Embedding, DecodeError>>, Error> {
-        let decoded: Vec<Result<DynamicImage, DecodeError>> = paths
-            .par_iter()
-            .map(|path| decode_file(path, &self.limits))
-            .collect();
-        let mut images = Vec::with_capacity(decoded.len());
-        let slots: Vec<Result<(), DecodeError>> = decoded
-            .into_iter()
-            .map(|d| d.map(|image| images.push(image)))
-            .collect();
-        let mut embeddings = self.embed_images(&images)?.into_iter();
-        Ok(slots
-            .into_iter()
-            .map(|slot| slot.map(|()| embeddings.next().expect("one embedding per decoded image")))
-            .collect())
+        let mut results = Vec::with_capacity(paths.len());
+        for chunk in paths.chunks(DEFAULT_BATCH_SIZE) {
+            let decoded: Vec<Result<DynamicImage, DecodeError>> =
+                chunk.par_iter().map(|path| self.decode(path)).collect();
+            let mut images = Vec::with_capacity(decoded.len());
+            let slots: Vec<Result<(), DecodeError>> = decoded
+                .into_iter()
+                .map(|d| d.map(|image| images.push(image)))
+                .collect();
+            let mut embeddings = self.embed_images(&images)?.into_iter();
+            results.extend(slots.into_iter().map(|slot| {
+                slot.map(|()| embeddings.next().expect("one embedding per decoded image"))
+            }));
+        }
+        Ok(results)
     }
 
-    /// Decodes one image file with the model's limits (EXIF orientation applied).
+    /// Decodes one image file with the model's limits, EXIF orientation applied, a large JPEG
+    /// reduced to no less than [`Clip::min_source_side`] on its short side.
     pub fn decode(&self, path: &Path) -> Result<DynamicImage, DecodeError> {
-        decode_file(path, &self.limits)
+        decode_file_scaled(path, &self.limits, self.min_source_side())
     }
 }

@@ -1,12 +1,17 @@
-//! `decode_file` / `decode_bytes`: content detection, limits, orientation, damaged input.
+//! `decode_file` / `decode_bytes`: content detection, limits, orientation, damaged input; the
+//! reduced-scale JPEG path of `decode_bytes_scaled`.
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use image::codecs::gif::GifEncoder;
 use image::codecs::jpeg::JpegEncoder;
 use image::{DynamicImage, Frame, ImageFormat, Rgb, RgbImage, Rgba, RgbaImage};
-use xsearch::ingest::decode::{decode_bytes, decode_file, DecodeError, DecodeLimits};
+use xsearch::ingest::decode::{
+    decode_bytes, decode_bytes_scaled, decode_file, decode_file_scaled, DecodeError, DecodeLimits,
+};
+use xsearch::model::preprocess::{min_source_side, Preprocessor};
 
 /// A deterministic, busy test picture (gradients and a checker) of the given size.
 fn picture(width: u32, height: u32) -> RgbImage {
@@ -297,4 +302,163 @@ fn format_comes_from_content_not_extension() {
         .max()
         .unwrap();
     assert!(max < 40, "max difference {max}");
+}
+
+/// A 12-megapixel picture with structure at several scales: gradients, rings, stripes, and a
+/// fine texture that any downscale averages away.
+fn photo(width: u32, height: u32) -> RgbImage {
+    RgbImage::from_fn(width, height, |x, y| {
+        let (fx, fy) = (x as f32 / width as f32, y as f32 / height as f32);
+        let aspect = width as f32 / height as f32;
+        let ring = (((fx - 0.3) * aspect).hypot(fy - 0.6) * 40.0).sin() * 0.5 + 0.5;
+        let stripe = ((x + 2 * y) as f32 / 37.0).sin() * 0.5 + 0.5;
+        let texture = ((x * 7 + y * 13) % 5) as f32 * 6.0;
+        Rgb([
+            (150.0 * fx + 90.0 * ring + texture) as u8,
+            (120.0 * fy + 100.0 * stripe + texture) as u8,
+            (60.0 + 120.0 * ring * stripe) as u8,
+        ])
+    })
+}
+
+/// [`photo`] at 4000x3000, JPEG-encoded once for all the tests that need a large file.
+fn large_jpeg() -> &'static [u8] {
+    static BYTES: OnceLock<Vec<u8>> = OnceLock::new();
+    BYTES.get_or_init(|| jpeg(&photo(4000, 3000)))
+}
+
+/// The crop (resize + centre crop) of RN50's preprocessing: 224 pixels.
+fn preprocessor() -> Preprocessor {
+    Preprocessor::new(224, [0.5; 3], [0.5; 3])
+}
+
+/// Mean and largest absolute difference between two crops' bytes.
+fn crop_difference(a: &RgbImage, b: &RgbImage) -> (f64, u8) {
+    let diffs: Vec<u8> = a
+        .as_raw()
+        .iter()
+        .zip(b.as_raw())
+        .map(|(x, y)| x.abs_diff(*y))
+        .collect();
+    let mean = diffs.iter().map(|&d| f64::from(d)).sum::<f64>() / diffs.len() as f64;
+    (mean, diffs.iter().copied().max().unwrap_or(0))
+}
+
+#[test]
+fn large_jpeg_decodes_at_the_smallest_scale_keeping_twice_the_model_size() {
+    let min_side = min_source_side(224);
+    assert_eq!(min_side, 448);
+    // 3000 / 4 = 750 is the smallest reduction at or above 448 (1/8 is never used).
+    let image = decode_bytes_scaled(large_jpeg(), &limits(), min_side).unwrap();
+    assert_eq!((image.width(), image.height()), (1000, 750));
+    // A larger minimum keeps more: half size.
+    let image = decode_bytes_scaled(large_jpeg(), &limits(), 751).unwrap();
+    assert_eq!((image.width(), image.height()), (2000, 1500));
+    // Too large a minimum for any reduction: full size.
+    let image = decode_bytes_scaled(large_jpeg(), &limits(), 1501).unwrap();
+    assert_eq!((image.width(), image.height()), (4000, 3000));
+}
+
+#[test]
+fn reduced_jpeg_preprocesses_close_to_full_size() {
+    let preprocess = preprocessor();
+    let full = decode_bytes(large_jpeg(), &limits()).unwrap();
+    let reduced = decode_bytes_scaled(large_jpeg(), &limits(), min_source_side(224)).unwrap();
+    assert_eq!(reduced.width(), 1000);
+    let (mean, max) = crop_difference(
+        &preprocess.resize_crop(&full),
+        &preprocess.resize_crop(&reduced),
+    );
+    println!("224 crop, 1/4 scale vs full size: mean {mean:.3}, max {max}");
+    // Measured (image 0.25.10's encoder, jpeg-decoder 0.3.2, zune-jpeg 0.5.15): mean 0.241,
+    // max 2. The bounds leave room for decoder rounding changes, not for a wrong scale or a
+    // shifted crop (those give tens of levels).
+    assert!(mean < 1.0 && max <= 8, "mean {mean:.3}, max {max}");
+}
+
+#[test]
+fn reduced_jpeg_is_oriented_like_the_full_size_one() {
+    // Orientation 6: rotate 90 degrees clockwise to display.
+    let bytes = with_exif_orientation(large_jpeg(), 6);
+    let plain = decode_bytes_scaled(large_jpeg(), &limits(), 448).unwrap();
+    let upright = decode_bytes_scaled(&bytes, &limits(), 448).unwrap();
+    assert_eq!((upright.width(), upright.height()), (750, 1000));
+    assert_eq!(upright.to_rgb8(), plain.rotate90().to_rgb8());
+    // The full-size path agrees on the shape it turns the photo into.
+    let full = decode_bytes(&bytes, &limits()).unwrap();
+    assert_eq!((full.width(), full.height()), (3000, 4000));
+}
+
+#[test]
+fn large_grey_jpeg_decodes_reduced_as_grey() {
+    let grey = DynamicImage::ImageRgb8(photo(2000, 1800)).to_luma8();
+    let mut bytes = Vec::new();
+    JpegEncoder::new_with_quality(&mut bytes, 90)
+        .encode_image(&grey)
+        .expect("encode grey jpeg");
+    // 1800 / 4 = 450 keeps 448.
+    let reduced = decode_bytes_scaled(&bytes, &limits(), 448).unwrap();
+    assert!(
+        matches!(reduced, DynamicImage::ImageLuma8(_)),
+        "{reduced:?}"
+    );
+    assert_eq!((reduced.width(), reduced.height()), (500, 450));
+    let full = decode_bytes(&bytes, &limits()).unwrap();
+    let preprocess = preprocessor();
+    let (mean, max) = crop_difference(
+        &preprocess.resize_crop(&full),
+        &preprocess.resize_crop(&reduced),
+    );
+    println!("grey 224 crop, 1/4 scale vs full size: mean {mean:.3}, max {max}");
+    // Measured: mean 0.208, max 1; bounds as for colour above.
+    assert!(mean < 1.0 && max <= 8, "mean {mean:.3}, max {max}");
+}
+
+#[test]
+fn small_jpeg_keeps_the_exact_full_size_path() {
+    // 890 on the short side: half would be 445, below 448.
+    let bytes = jpeg(&photo(1200, 890));
+    let scaled = decode_bytes_scaled(&bytes, &limits(), 448).unwrap();
+    assert_eq!(scaled, decode_bytes(&bytes, &limits()).unwrap());
+}
+
+#[test]
+fn reduced_path_checks_limits_on_the_full_size() {
+    let tight = DecodeLimits {
+        max_pixels: 4000 * 3000 - 1,
+        ..DecodeLimits::default()
+    };
+    let err = decode_bytes_scaled(large_jpeg(), &tight, 448).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "<memory>: image is 4000x3000, above the limit of 11999999 pixels"
+    );
+}
+
+#[test]
+fn reduced_path_refuses_a_truncated_jpeg() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = large_jpeg();
+    let path = write(dir.path(), "cut.jpg", &bytes[..bytes.len() * 2 / 3]);
+    let err = decode_file_scaled(&path, &limits(), 448).unwrap_err();
+    assert!(matches!(err, DecodeError::Corrupt { .. }), "{err:?}");
+    assert_eq!(err.path(), Some(path.as_path()));
+}
+
+#[test]
+fn reason_is_the_message_without_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "notes.jpg", b"not a picture");
+    let err = decode_file(&path, &limits()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("{}: {}", path.display(), err.reason())
+    );
+    assert!(
+        err.reason().starts_with("not an image: "),
+        "{}",
+        err.reason()
+    );
+    let err = decode_bytes(b"", &limits()).unwrap_err();
+    assert_eq!(err.reason(), "empty file");
 }

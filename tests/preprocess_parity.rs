@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 use image::{DynamicImage, RgbImage};
 use serde::Deserialize;
-use xsearch::ingest::decode::{decode_file, DecodeLimits};
-use xsearch::model::preprocess::Preprocessor;
+use xsearch::ingest::decode::{decode_file, decode_file_scaled, DecodeLimits};
+use xsearch::model::preprocess::{min_source_side, Preprocessor};
 
 #[derive(Deserialize)]
 struct Reference {
@@ -195,6 +195,28 @@ fn lossy_images_resize_exactly_and_decode_closely() {
             image.file
         );
     }
+}
+
+#[test]
+fn large_jpeg_decoded_at_reduced_scale_crops_close_to_open_clip() {
+    // open_clip decodes large.jpg (4000x3000) at full size; ingest decodes it at 1/4.
+    let reference = reference();
+    let pre = preprocessor();
+    let image = find(&reference, "large");
+    let min_side = min_source_side(pre.image_size());
+    let reduced = decode_file_scaled(&dir().join(&image.file), &DecodeLimits::default(), min_side)
+        .expect("decode large.jpg");
+    // The fixture model's input is 64: 1/4 (750 on the short side) is the smallest scale used.
+    assert_eq!((reduced.width(), reduced.height()), (1000, 750));
+    let (max, mean, differing) = stats(&pre.resize_crop(&reduced), &decode(&image.crop).to_rgb8());
+    println!(
+        "{} at 1/4 scale: crop vs open_clip: max {max}, mean {mean:.4}, {:.2}% of bytes differ",
+        image.file,
+        differing * 100.0
+    );
+    // Measured: max 2, mean 0.1375 (full-size decoding: max 1, mean 0.0251). Held to the bar of
+    // the full-size lossy decodes above; a wrong scale or a shifted crop gives tens of levels.
+    assert!(max <= 8 && mean < 0.5, "{}: crops disagree", image.file);
 }
 
 #[test]

@@ -166,6 +166,17 @@ impl Preprocessor {
     }
 }
 
+/// The smallest short side a source image needs for a [`Preprocessor`] of `image_size`: twice
+/// the crop.
+///
+/// Decoders may reduce a large image (a JPEG's scaled IDCT) down to this size. At two source
+/// pixels or more per output pixel the antialiased bicubic resize still averages over real
+/// detail, so the crop stays close to the one from full size (see the measured bound in
+/// `tests/preprocess_decode.rs`), as with Pillow's `draft()`.
+pub fn min_source_side(image_size: usize) -> u32 {
+    u32::try_from(2 * image_size).unwrap_or(u32::MAX)
+}
+
 /// Where the resized image lands and which part of it the crop keeps.
 struct Geometry {
     in_w: usize,
