@@ -7,9 +7,7 @@
 
 use std::ops::{Add, Mul, Sub};
 
-/// Which instruction set the hand-written kernels (Winograd transforms, fused epilogues) use.
-///
-/// Matrix products always go through the `gemm` crate, which does its own runtime dispatch.
+/// Which instruction set the hand-written kernels (GEMM microkernel, Winograd transforms) use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Isa {
     avx2_fma: bool,
