@@ -2,7 +2,7 @@
 
 use rayon::prelude::*;
 
-use super::gemm::{gemm, Fused, PackedB, MR};
+use super::gemm::{gemm, kernel_rows, Fused, PackedB};
 use super::scratch::with_scratch;
 use super::simd::Isa;
 use super::winograd::{Winograd, F23, F43};
@@ -225,8 +225,8 @@ impl Conv2d {
         let k = wp.k();
         let rows_total = geo.n * geo.oh * geo.ow;
         // Whole microkernel rows per chunk, so only the last chunk has an edge tile.
-        let rows = chunk_rows(rows_total, k + s.out_c).next_multiple_of(MR);
         let isa = self.isa;
+        let rows = chunk_rows(rows_total, k + s.out_c).next_multiple_of(kernel_rows(isa));
         out.par_chunks_mut(rows * s.out_c)
             .enumerate()
             .for_each(|(ci, out_chunk)| {
@@ -282,7 +282,7 @@ fn check_len(what: &'static str, expected: usize, got: usize) -> Result<(), Kern
 
 /// Rows per parallel chunk: enough to keep the GEMM efficient, few enough that a chunk's
 /// operands (`rows × row_floats`) stay in L2 and both cores get several chunks.
-pub(crate) fn chunk_rows(rows_total: usize, row_floats: usize) -> usize {
+fn chunk_rows(rows_total: usize, row_floats: usize) -> usize {
     const L2_FLOATS: usize = 96 * 1024;
     let by_cache = (L2_FLOATS / row_floats.max(1)).clamp(48, 512);
     let by_threads = rows_total

@@ -3,19 +3,18 @@
 //! The classic register-blocked design (Goto / BLIS): `B` (`k×n`, the weights) is packed at
 //! load time into K blocks of at most [`KC`] rows, each cut into [`NR`]-wide column panels
 //! stored contiguously, so one `kc×NR` panel (16 KiB) stays in L1 while an `MR×NR` microkernel
-//! sweeps the rows of `A` (read in place, row-major) out of L2. The AVX2 + FMA microkernel
-//! keeps the `6×16` tile of `C` in 12 ymm registers: per step of `k` it loads two vectors of
-//! `B`, broadcasts six values of `A` and issues 12 FMAs. The last K block adds bias and
-//! residual and applies ReLU before its store, so `C` is written once per K block and the
-//! finished value is written straight from registers.
+//! sweeps `A`, packed per K block into `MR`-row micro-panels, out of L2. The AVX2 + FMA
+//! microkernel keeps a `6×16` tile of `C` in 12 ymm registers (per step of `k`: two loads of
+//! `B`, six broadcasts of `A`, 12 FMAs); the AVX-512 one a `14×16` tile in 14 zmm registers.
+//! The last K block adds bias and residual and applies ReLU before its store, so the finished
+//! value is written straight from registers.
 //!
 //! Callers split `C` into row chunks across threads; [`gemm`] itself is single-threaded.
 
+use super::scratch::with_pack_scratch;
 use super::simd::Isa;
 
-/// Rows of `C` per microkernel call.
-pub(crate) const MR: usize = 6;
-/// Columns of `C` per microkernel call (two 8-lane vectors).
+/// Columns of `C` per microkernel call: two AVX2 vectors, one AVX-512 vector.
 pub(crate) const NR: usize = 16;
 /// The largest K block: a `KC×NR` panel of `B` is 16 KiB, a third of L1.
 const KC: usize = 256;
@@ -97,48 +96,109 @@ pub(crate) fn gemm(isa: Isa, m: usize, a: &[f32], b: &PackedB, c: &mut [f32], fu
         fused.residual.is_none_or(|v| v.len() >= m * n),
         "gemm residual size"
     );
-    for k0 in (0..k).step_by(b.kc) {
-        let kb = b.kc.min(k - k0);
-        let last = k0 + kb == k;
-        for j in 0..n.div_ceil(NR) {
-            let j0 = j * NR;
-            let panel = b.panel(k0, kb, j);
-            for i in (0..m).step_by(MR) {
-                let tile = Tile {
-                    a: &a[i * k + k0..],
-                    lda: k,
-                    b: panel,
-                    kb,
-                    rows: MR.min(m - i),
-                    cols: NR.min(n - j0),
-                    first: k0 == 0,
-                    bias: fused.bias.filter(|_| last).map(|v| &v[j0..]),
-                    residual: fused.residual.filter(|_| last).map(|v| &v[i * n + j0..]),
-                    relu: fused.relu && last,
-                };
-                let c = &mut c[i * n + j0..];
-                #[cfg(target_arch = "x86_64")]
-                if isa.is_avx2_fma() {
-                    // SAFETY: `is_avx2_fma` is only true when `Isa::detect` saw AVX2 and FMA on
-                    // this CPU; the kernel checks the tile's bounds itself.
-                    unsafe { avx2::kernel(&tile, c, n) };
-                    continue;
+    if m == 0 {
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        if isa.is_avx512() {
+            // SAFETY: `is_avx512` is only true when `Isa::detect` saw AVX-512F on this CPU;
+            // the kernel checks the tile's bounds itself.
+            let kernel = |t: &Tile<{ avx512::MR }>, c: &mut [f32]| unsafe { avx512::kernel(t, c) };
+            return drive(m, a, b, c, fused, kernel);
+        }
+        if isa.is_avx2_fma() {
+            // SAFETY: `is_avx2_fma` is only true when `Isa::detect` saw AVX2 and FMA on this
+            // CPU; the kernel checks the tile's bounds itself.
+            let kernel = |t: &Tile<{ avx2::MR }>, c: &mut [f32]| unsafe { avx2::kernel(t, c) };
+            return drive(m, a, b, c, fused, kernel);
+        }
+    }
+    drive(m, a, b, c, fused, portable_kernel::<PORTABLE_MR>);
+}
+
+/// Rows per microkernel call on `isa`: callers cut `C` into chunks of whole row panels.
+pub(crate) fn kernel_rows(isa: Isa) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if isa.is_avx512() {
+            return avx512::MR;
+        }
+        if isa.is_avx2_fma() {
+            return avx2::MR;
+        }
+    }
+    PORTABLE_MR
+}
+
+/// The blocked loops around one microkernel of height `MR`: per K block, packs `A` into
+/// `MR`-row micro-panels (k-major, so the kernel reads it sequentially and rows at
+/// power-of-two strides do not fight over L1 sets), then runs every (column panel, row panel)
+/// pair, column panels outside so each `B` panel is reused from L1.
+fn drive<const MR: usize>(
+    m: usize,
+    a: &[f32],
+    b: &PackedB,
+    c: &mut [f32],
+    fused: Fused,
+    kernel: impl Fn(&Tile<MR>, &mut [f32]),
+) {
+    let (k, n) = (b.k, b.n);
+    let row_panels = m.div_ceil(MR);
+    with_pack_scratch(row_panels * MR * b.kc, |apack| {
+        for k0 in (0..k).step_by(b.kc) {
+            let kb = b.kc.min(k - k0);
+            let last = k0 + kb == k;
+            let apack = &mut apack[..row_panels * MR * kb];
+            pack_a::<MR>(m, k, k0, kb, a, apack);
+            for j in 0..n.div_ceil(NR) {
+                let j0 = j * NR;
+                let panel = b.panel(k0, kb, j);
+                for (ip, ap) in apack.chunks_exact(MR * kb).enumerate() {
+                    let i = ip * MR;
+                    let tile = Tile {
+                        a: ap,
+                        b: panel,
+                        kb,
+                        ldc: n,
+                        rows: MR.min(m - i),
+                        cols: NR.min(n - j0),
+                        first: k0 == 0,
+                        bias: fused.bias.filter(|_| last).map(|v| &v[j0..]),
+                        residual: fused.residual.filter(|_| last).map(|v| &v[i * n + j0..]),
+                        relu: fused.relu && last,
+                    };
+                    kernel(&tile, &mut c[i * n + j0..]);
                 }
-                let _ = isa;
-                portable_kernel(&tile, c, n);
+            }
+        }
+    });
+}
+
+/// Copies columns `k0..k0 + kb` of `a` (`m×k`) into `MR`-row micro-panels, `MR` values per
+/// step of k. Rows past `m` repeat the last row: the kernels then always run `MR` rows over
+/// real data and those sums are never stored.
+fn pack_a<const MR: usize>(m: usize, k: usize, k0: usize, kb: usize, a: &[f32], dst: &mut [f32]) {
+    for (ip, panel) in dst.chunks_exact_mut(MR * kb).enumerate() {
+        for r in 0..MR {
+            let row = (ip * MR + r).min(m - 1);
+            for (p, &v) in a[row * k + k0..][..kb].iter().enumerate() {
+                panel[p * MR + r] = v;
             }
         }
     }
 }
 
-/// One microkernel call: rows `0..rows` of `C`'s tile get `a · b` over one K block.
-struct Tile<'a> {
-    /// Row 0 of the tile, starting at the K block's first column; row `r` at `r * lda`.
+/// One microkernel call: rows `0..rows`, columns `0..cols` of `C`'s tile get `a · b` over one
+/// K block.
+struct Tile<'a, const MR: usize> {
+    /// The `kb×MR` packed micro-panel of `A`.
     a: &'a [f32],
-    lda: usize,
-    /// The `kb×NR` panel.
+    /// The `kb×NR` panel of `B`.
     b: &'a [f32],
     kb: usize,
+    /// `C`'s row stride.
+    ldc: usize,
     rows: usize,
     cols: usize,
     /// Whether this is the first K block (`C` holds nothing yet) or later (accumulate).
@@ -150,14 +210,15 @@ struct Tile<'a> {
     relu: bool,
 }
 
-impl Tile<'_> {
-    /// Panics unless every element the kernels touch is in bounds, for `C` of stride `ldc`.
-    fn check(&self, c_len: usize, ldc: usize) {
-        let c_end = (self.rows - 1) * ldc + self.cols;
+impl<const MR: usize> Tile<'_, MR> {
+    /// Panics unless every element the kernels touch is in bounds, for `C` of length `c_len`.
+    fn check(&self, c_len: usize) {
+        let c_end = (self.rows - 1) * self.ldc + self.cols;
         assert!(
             (1..=MR).contains(&self.rows)
                 && (1..=NR).contains(&self.cols)
-                && self.a.len() >= (self.rows - 1) * self.lda + self.kb
+                && self.cols <= self.ldc
+                && self.a.len() >= self.kb * MR
                 && self.b.len() >= self.kb * NR
                 && c_len >= c_end
                 && self.bias.is_none_or(|v| v.len() >= self.cols)
@@ -169,10 +230,10 @@ impl Tile<'_> {
 
 /// Adds the accumulated tile to `C` (unless first), applies the fused epilogue, stores the
 /// valid `rows×cols` part. Used by the portable kernel and for the AVX2 kernel's edge tiles.
-fn store_tile(acc: &[[f32; NR]; MR], t: &Tile, c: &mut [f32], ldc: usize) {
+fn store_tile<const MR: usize>(acc: &[[f32; NR]; MR], t: &Tile<MR>, c: &mut [f32]) {
     for (r, row) in acc.iter().enumerate().take(t.rows) {
         for (col, &v) in row.iter().enumerate().take(t.cols) {
-            let at = r * ldc + col;
+            let at = r * t.ldc + col;
             let mut v = if t.first { v } else { v + c[at] };
             if let Some(bias) = t.bias {
                 v += bias[col];
@@ -185,67 +246,66 @@ fn store_tile(acc: &[[f32; NR]; MR], t: &Tile, c: &mut [f32], ldc: usize) {
     }
 }
 
+const PORTABLE_MR: usize = 6;
+
 /// The same blocking in plain Rust, for CPUs without AVX2 + FMA.
-fn portable_kernel(t: &Tile, c: &mut [f32], ldc: usize) {
-    t.check(c.len(), ldc);
+fn portable_kernel<const MR: usize>(t: &Tile<MR>, c: &mut [f32]) {
+    t.check(c.len());
     let mut acc = [[0.0f32; NR]; MR];
-    for p in 0..t.kb {
-        let b = &t.b[p * NR..][..NR];
-        for (r, row) in acc.iter_mut().enumerate().take(t.rows) {
-            let a = t.a[r * t.lda + p];
+    for (a, b) in t.a.chunks_exact(MR).zip(t.b.chunks_exact(NR)).take(t.kb) {
+        for (row, &av) in acc.iter_mut().zip(a) {
             for (x, &bv) in row.iter_mut().zip(b) {
-                *x += a * bv;
+                *x += av * bv;
             }
         }
     }
-    store_tile(&acc, t, c, ldc);
+    store_tile(&acc, t, c);
 }
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{store_tile, Tile, MR, NR};
+    use super::{store_tile, Tile, NR};
+
+    /// 6 rows × 2 vectors: 12 accumulators, 2 loads of `B` and 6 broadcasts per 12 FMAs.
+    pub(super) const MR: usize = 6;
 
     /// The 6×16 AVX2 + FMA microkernel.
     ///
     /// # Safety
     /// The CPU must support AVX2 and FMA. Bounds are checked here (`Tile::check`).
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn kernel(t: &Tile, c: &mut [f32], ldc: usize) {
-        t.check(c.len(), ldc);
-        // Rows past the tile's last re-read that last row, so the loop is always 6 rows wide
-        // and reads only memory of `a`; their sums are never stored.
-        let a: [*const f32; MR] =
-            std::array::from_fn(|r| t.a[r.min(t.rows - 1) * t.lda..].as_ptr());
-        let b = t.b.as_ptr();
+    pub(super) unsafe fn kernel(t: &Tile<MR>, c: &mut [f32]) {
+        t.check(c.len());
+        let (a, b) = (t.a.as_ptr(), t.b.as_ptr());
         let mut acc = [[_mm256_setzero_ps(); 2]; MR];
         for p in 0..t.kb {
-            // SAFETY: `check` guarantees `b` holds `kb × NR` floats and each row of `a` at
-            // least `kb` from its pointer, so offsets `p * NR .. p * NR + 16` and `p` with
-            // `p < kb` are in bounds; unaligned loads need no alignment.
+            // SAFETY: `check` guarantees `a` holds `kb × MR` floats and `b` `kb × NR`, so with
+            // `p < kb` the offsets `p * MR + r` (`r < MR`) and `p * NR .. p * NR + 16` are in
+            // bounds; unaligned loads need no alignment.
             unsafe {
                 let b0 = _mm256_loadu_ps(b.add(p * NR));
                 let b1 = _mm256_loadu_ps(b.add(p * NR + 8));
-                for (row, &ar) in acc.iter_mut().zip(&a) {
-                    let av = _mm256_broadcast_ss(&*ar.add(p));
+                for (r, row) in acc.iter_mut().enumerate() {
+                    let av = _mm256_broadcast_ss(&*a.add(p * MR + r));
                     row[0] = _mm256_fmadd_ps(av, b0, row[0]);
                     row[1] = _mm256_fmadd_ps(av, b1, row[1]);
                 }
             }
         }
         if t.rows < MR || t.cols < NR {
-            // SAFETY: `[[__m256; 2]; 6]` and `[[f32; 16]; 6]` have the same size and every bit
-            // pattern is a valid f32.
+            // SAFETY: `[[__m256; 2]; MR]` and `[[f32; 16]; MR]` have the same size and every
+            // bit pattern is a valid f32.
             let acc: [[f32; NR]; MR] = unsafe { std::mem::transmute(acc) };
-            store_tile(&acc, t, c, ldc);
+            store_tile(&acc, t, c);
             return;
         }
         let cp = c.as_mut_ptr();
         let zero = _mm256_setzero_ps();
         for (r, row) in acc.iter().enumerate() {
             for (h, &v) in row.iter().enumerate() {
-                let at = r * ldc + h * 8;
+                let at = r * t.ldc + h * 8;
                 // SAFETY: a full tile: `check` guarantees `c` and `residual` hold
                 // `(MR - 1) * ldc + NR` floats and `bias` `NR`, so `at .. at + 8` (with
                 // `at <= (MR - 1) * ldc + 8`) and `h * 8 .. h * 8 + 8` are in bounds.
@@ -265,6 +325,65 @@ mod avx2 {
                     }
                     _mm256_storeu_ps(cp.add(at), v);
                 }
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::{Tile, NR};
+
+    /// 14 rows × 1 vector: 14 accumulators hide the FMA latency on two pipes, and the 32
+    /// registers leave room for `B` and the broadcasts.
+    pub(super) const MR: usize = 14;
+
+    /// The 14×16 AVX-512 microkernel; edge columns use masked loads and stores.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F. Bounds are checked here (`Tile::check`).
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn kernel(t: &Tile<MR>, c: &mut [f32]) {
+        t.check(c.len());
+        let (a, b) = (t.a.as_ptr(), t.b.as_ptr());
+        let mut acc = [_mm512_setzero_ps(); MR];
+        for p in 0..t.kb {
+            // SAFETY: `check` guarantees `a` holds `kb × MR` floats and `b` `kb × NR`, so with
+            // `p < kb` the offsets `p * MR + r` (`r < MR`) and `p * NR .. p * NR + 16` are in
+            // bounds; unaligned loads need no alignment.
+            unsafe {
+                let bv = _mm512_loadu_ps(b.add(p * NR));
+                for (r, x) in acc.iter_mut().enumerate() {
+                    *x = _mm512_fmadd_ps(_mm512_set1_ps(*a.add(p * MR + r)), bv, *x);
+                }
+            }
+        }
+        let mask: __mmask16 = if t.cols == NR { !0 } else { (1 << t.cols) - 1 };
+        let cp = c.as_mut_ptr();
+        let zero = _mm512_setzero_ps();
+        for (r, &v) in acc.iter().enumerate().take(t.rows) {
+            let at = r * t.ldc;
+            // SAFETY: `check` guarantees `c` and `residual` hold `(rows - 1) * ldc + cols`
+            // floats and `bias` `cols`; `r < rows`, and the mask enables only lanes
+            // `0..cols`, so every accessed element is in bounds (masked-off lanes are not
+            // accessed and cannot fault).
+            unsafe {
+                let mut v = v;
+                if !t.first {
+                    v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, cp.add(at)));
+                }
+                if let Some(bias) = t.bias {
+                    v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, bias.as_ptr()));
+                }
+                if let Some(res) = t.residual {
+                    v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, res.as_ptr().add(at)));
+                }
+                if t.relu {
+                    v = _mm512_max_ps(v, zero);
+                }
+                _mm512_mask_storeu_ps(cp.add(at), mask, v);
             }
         }
     }
