@@ -104,17 +104,33 @@ pub(crate) fn gemm(isa: Isa, m: usize, a: &[f32], b: &PackedB, c: &mut [f32], fu
         if isa.is_avx512() {
             // SAFETY: `is_avx512` is only true when `Isa::detect` saw AVX-512F on this CPU;
             // the kernel checks the tile's bounds itself.
-            let kernel = |t: &Tile<{ avx512::MR }>, c: &mut [f32]| unsafe { avx512::kernel(t, c) };
-            return drive(m, a, b, c, fused, kernel);
+            let packed =
+                |t: &Tile<{ avx512::MR }>, c: &mut [f32]| unsafe { avx512::kernel::<true>(t, c) };
+            // SAFETY: as above.
+            let in_place =
+                |t: &Tile<{ avx512::MR }>, c: &mut [f32]| unsafe { avx512::kernel::<false>(t, c) };
+            return drive(m, a, b, c, fused, packed, in_place);
         }
         if isa.is_avx2_fma() {
             // SAFETY: `is_avx2_fma` is only true when `Isa::detect` saw AVX2 and FMA on this
             // CPU; the kernel checks the tile's bounds itself.
-            let kernel = |t: &Tile<{ avx2::MR }>, c: &mut [f32]| unsafe { avx2::kernel(t, c) };
-            return drive(m, a, b, c, fused, kernel);
+            let packed =
+                |t: &Tile<{ avx2::MR }>, c: &mut [f32]| unsafe { avx2::kernel::<true>(t, c) };
+            // SAFETY: as above.
+            let in_place =
+                |t: &Tile<{ avx2::MR }>, c: &mut [f32]| unsafe { avx2::kernel::<false>(t, c) };
+            return drive(m, a, b, c, fused, packed, in_place);
         }
     }
-    drive(m, a, b, c, fused, portable_kernel::<PORTABLE_MR>);
+    drive(
+        m,
+        a,
+        b,
+        c,
+        fused,
+        portable_kernel::<PORTABLE_MR, true>,
+        portable_kernel::<PORTABLE_MR, false>,
+    );
 }
 
 /// Rows per microkernel call on `isa`: callers cut `C` into chunks of whole row panels.
@@ -131,33 +147,47 @@ pub(crate) fn kernel_rows(isa: Isa) -> usize {
     PORTABLE_MR
 }
 
+/// Up to this many column panels, `A` is read in place: packing it costs about as much as one
+/// panel's FMAs, too much when it is reused for only a few.
+const IN_PLACE_MAX_PANELS: usize = 4;
+
 /// The blocked loops around one microkernel of height `MR`: per K block, packs `A` into
 /// `MR`-row micro-panels (k-major, so the kernel reads it sequentially and rows at
-/// power-of-two strides do not fight over L1 sets), then runs every (column panel, row panel)
-/// pair, column panels outside so each `B` panel is reused from L1.
+/// power-of-two strides do not fight over L1 sets) unless `n` is narrow, then runs every
+/// (column panel, row panel) pair, column panels outside so each `B` panel is reused from L1.
 fn drive<const MR: usize>(
     m: usize,
     a: &[f32],
     b: &PackedB,
     c: &mut [f32],
     fused: Fused,
-    kernel: impl Fn(&Tile<MR>, &mut [f32]),
+    packed_kernel: impl Fn(&Tile<MR>, &mut [f32]),
+    in_place_kernel: impl Fn(&Tile<MR>, &mut [f32]),
 ) {
     let (k, n) = (b.k, b.n);
     let row_panels = m.div_ceil(MR);
-    with_pack_scratch(row_panels * MR * b.kc, |apack| {
+    let pack = n.div_ceil(NR) > IN_PLACE_MAX_PANELS;
+    with_pack_scratch(if pack { row_panels * MR * b.kc } else { 0 }, |apack| {
         for k0 in (0..k).step_by(b.kc) {
             let kb = b.kc.min(k - k0);
             let last = k0 + kb == k;
-            let apack = &mut apack[..row_panels * MR * kb];
-            pack_a::<MR>(m, k, k0, kb, a, apack);
+            let apack = &mut apack[..if pack { row_panels * MR * kb } else { 0 }];
+            if pack {
+                pack_a::<MR>(m, k, k0, kb, a, apack);
+            }
             for j in 0..n.div_ceil(NR) {
                 let j0 = j * NR;
                 let panel = b.panel(k0, kb, j);
-                for (ip, ap) in apack.chunks_exact(MR * kb).enumerate() {
+                for ip in 0..row_panels {
                     let i = ip * MR;
                     let tile = Tile {
-                        a: ap,
+                        a: if pack {
+                            &apack[ip * MR * kb..][..MR * kb]
+                        } else {
+                            &a[i * k + k0..]
+                        },
+                        lda: k,
+                        packed: pack,
                         b: panel,
                         kb,
                         ldc: n,
@@ -168,7 +198,12 @@ fn drive<const MR: usize>(
                         residual: fused.residual.filter(|_| last).map(|v| &v[i * n + j0..]),
                         relu: fused.relu && last,
                     };
-                    kernel(&tile, &mut c[i * n + j0..]);
+                    let c = &mut c[i * n + j0..];
+                    if pack {
+                        packed_kernel(&tile, c);
+                    } else {
+                        in_place_kernel(&tile, c);
+                    }
                 }
             }
         }
@@ -192,8 +227,11 @@ fn pack_a<const MR: usize>(m: usize, k: usize, k0: usize, kb: usize, a: &[f32], 
 /// One microkernel call: rows `0..rows`, columns `0..cols` of `C`'s tile get `a · b` over one
 /// K block.
 struct Tile<'a, const MR: usize> {
-    /// The `kb×MR` packed micro-panel of `A`.
+    /// The `kb×MR` packed micro-panel of `A` if `packed`, else row 0 of the tile's rows of
+    /// `A` from the K block's first column on, rows `lda` apart.
     a: &'a [f32],
+    lda: usize,
+    packed: bool,
     /// The `kb×NR` panel of `B`.
     b: &'a [f32],
     kb: usize,
@@ -211,14 +249,20 @@ struct Tile<'a, const MR: usize> {
 }
 
 impl<const MR: usize> Tile<'_, MR> {
-    /// Panics unless every element the kernels touch is in bounds, for `C` of length `c_len`.
-    fn check(&self, c_len: usize) {
+    /// Panics unless every element the kernels touch is in bounds, for `C` of length `c_len`,
+    /// and `a` is laid out as the `PACKED` kernel reads it.
+    fn check<const PACKED: bool>(&self, c_len: usize) {
+        assert_eq!(self.packed, PACKED, "gemm kernel for the other A layout");
         let c_end = (self.rows - 1) * self.ldc + self.cols;
         assert!(
             (1..=MR).contains(&self.rows)
                 && (1..=NR).contains(&self.cols)
                 && self.cols <= self.ldc
-                && self.a.len() >= self.kb * MR
+                && if self.packed {
+                    self.a.len() >= self.kb * MR
+                } else {
+                    self.a.len() >= (self.rows - 1) * self.lda + self.kb
+                }
                 && self.b.len() >= self.kb * NR
                 && c_len >= c_end
                 && self.bias.is_none_or(|v| v.len() >= self.cols)
@@ -246,14 +290,29 @@ fn store_tile<const MR: usize>(acc: &[[f32; NR]; MR], t: &Tile<MR>, c: &mut [f32
     }
 }
 
+impl<const MR: usize> Tile<'_, MR> {
+    /// Where `A[r][p]` sits in `a`, for `r < MR`, `p < kb`: packed, or in place with rows past
+    /// the tile's last re-reading that last row (their sums are never stored), so the kernels
+    /// always run `MR` rows over real data.
+    #[inline(always)]
+    fn a_index<const PACKED: bool>(&self, r: usize, p: usize) -> usize {
+        if PACKED {
+            p * MR + r
+        } else {
+            r.min(self.rows - 1) * self.lda + p
+        }
+    }
+}
+
 const PORTABLE_MR: usize = 6;
 
 /// The same blocking in plain Rust, for CPUs without AVX2 + FMA.
-fn portable_kernel<const MR: usize>(t: &Tile<MR>, c: &mut [f32]) {
-    t.check(c.len());
+fn portable_kernel<const MR: usize, const PACKED: bool>(t: &Tile<MR>, c: &mut [f32]) {
+    t.check::<PACKED>(c.len());
     let mut acc = [[0.0f32; NR]; MR];
-    for (a, b) in t.a.chunks_exact(MR).zip(t.b.chunks_exact(NR)).take(t.kb) {
-        for (row, &av) in acc.iter_mut().zip(a) {
+    for (p, b) in t.b.chunks_exact(NR).take(t.kb).enumerate() {
+        for (r, row) in acc.iter_mut().enumerate() {
+            let av = t.a[t.a_index::<PACKED>(r, p)];
             for (x, &bv) in row.iter_mut().zip(b) {
                 *x += av * bv;
             }
@@ -276,19 +335,20 @@ mod avx2 {
     /// # Safety
     /// The CPU must support AVX2 and FMA. Bounds are checked here (`Tile::check`).
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn kernel(t: &Tile<MR>, c: &mut [f32]) {
-        t.check(c.len());
+    pub(super) unsafe fn kernel<const PACKED: bool>(t: &Tile<MR>, c: &mut [f32]) {
+        t.check::<PACKED>(c.len());
         let (a, b) = (t.a.as_ptr(), t.b.as_ptr());
         let mut acc = [[_mm256_setzero_ps(); 2]; MR];
         for p in 0..t.kb {
-            // SAFETY: `check` guarantees `a` holds `kb × MR` floats and `b` `kb × NR`, so with
-            // `p < kb` the offsets `p * MR + r` (`r < MR`) and `p * NR .. p * NR + 16` are in
-            // bounds; unaligned loads need no alignment.
+            // SAFETY: `check` guarantees `a` holds every `a_index(r, p)` for `r < MR`,
+            // `p < kb` (the kb × MR packed panel, or `(rows - 1) * lda + kb` floats in place,
+            // rows clamped to `rows - 1`) and `b` `kb × NR` floats, so `p * NR .. p * NR + 16`
+            // is in bounds; unaligned loads need no alignment.
             unsafe {
                 let b0 = _mm256_loadu_ps(b.add(p * NR));
                 let b1 = _mm256_loadu_ps(b.add(p * NR + 8));
                 for (r, row) in acc.iter_mut().enumerate() {
-                    let av = _mm256_broadcast_ss(&*a.add(p * MR + r));
+                    let av = _mm256_broadcast_ss(&*a.add(t.a_index::<PACKED>(r, p)));
                     row[0] = _mm256_fmadd_ps(av, b0, row[0]);
                     row[1] = _mm256_fmadd_ps(av, b1, row[1]);
                 }
@@ -345,18 +405,20 @@ mod avx512 {
     /// # Safety
     /// The CPU must support AVX-512F. Bounds are checked here (`Tile::check`).
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn kernel(t: &Tile<MR>, c: &mut [f32]) {
-        t.check(c.len());
+    pub(super) unsafe fn kernel<const PACKED: bool>(t: &Tile<MR>, c: &mut [f32]) {
+        t.check::<PACKED>(c.len());
         let (a, b) = (t.a.as_ptr(), t.b.as_ptr());
         let mut acc = [_mm512_setzero_ps(); MR];
         for p in 0..t.kb {
-            // SAFETY: `check` guarantees `a` holds `kb × MR` floats and `b` `kb × NR`, so with
-            // `p < kb` the offsets `p * MR + r` (`r < MR`) and `p * NR .. p * NR + 16` are in
-            // bounds; unaligned loads need no alignment.
+            // SAFETY: `check` guarantees `a` holds every `a_index(r, p)` for `r < MR`,
+            // `p < kb` (the kb × MR packed panel, or `(rows - 1) * lda + kb` floats in place,
+            // rows clamped to `rows - 1`) and `b` `kb × NR` floats, so `p * NR .. p * NR + 16`
+            // is in bounds; unaligned loads need no alignment.
             unsafe {
                 let bv = _mm512_loadu_ps(b.add(p * NR));
                 for (r, x) in acc.iter_mut().enumerate() {
-                    *x = _mm512_fmadd_ps(_mm512_set1_ps(*a.add(p * MR + r)), bv, *x);
+                    let av = _mm512_set1_ps(*a.add(t.a_index::<PACKED>(r, p)));
+                    *x = _mm512_fmadd_ps(av, bv, *x);
                 }
             }
         }

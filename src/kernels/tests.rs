@@ -178,11 +178,16 @@ fn sum_error_bound(terms: usize) -> f64 {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
-    /// The packed GEMM on its own, against a triple loop: odd sizes, and depths past one K
-    /// block (256) so the accumulation across blocks runs too.
+    /// The packed GEMM on its own, against a triple loop: odd sizes, widths on both sides of
+    /// the in-place / packed `A` switch (4 panels of 16), and depths past one K block (256) so
+    /// the accumulation across blocks runs too.
     #[test]
     fn packed_gemm_matches_triple_loop(
-        (m, n, k) in (1usize..20, 1usize..40, prop_oneof![1usize..20, 250usize..600]),
+        (m, n, k) in (
+            1usize..32,
+            prop_oneof![1usize..40, 60usize..90],
+            prop_oneof![1usize..20, 250usize..600],
+        ),
         (with_bias, with_residual, relu) in (any::<bool>(), any::<bool>(), any::<bool>()),
         seed in any::<u64>(),
         isa in isa_strategy(),
