@@ -3,7 +3,8 @@
 //! The classic register-blocked design (Goto / BLIS): `B` (`k×n`, the weights) is packed at
 //! load time into K blocks of at most [`KC`] rows, each cut into [`NR`]-wide column panels
 //! stored contiguously, so one `kc×NR` panel (16 KiB) stays in L1 while an `MR×NR` microkernel
-//! sweeps `A`, packed per K block into `MR`-row micro-panels, out of L2. The AVX2 + FMA
+//! sweeps `A` out of L2: packed per K block into `MR`-row micro-panels, or read in place when
+//! `n` spans so few panels that packing would not pay for itself. The AVX2 + FMA
 //! microkernel keeps a `6×16` tile of `C` in 12 ymm registers (per step of `k`: two loads of
 //! `B`, six broadcasts of `A`, 12 FMAs); the AVX-512 one a `14×16` tile in 14 zmm registers.
 //! The last K block adds bias and residual and applies ReLU before its store, so the finished
