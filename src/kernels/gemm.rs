@@ -105,33 +105,52 @@ pub(crate) fn gemm(isa: Isa, m: usize, a: &[f32], b: &PackedB, c: &mut [f32], fu
         if isa.is_avx512() {
             // SAFETY: `is_avx512` is only true when `Isa::detect` saw AVX-512F on this CPU;
             // the kernel checks the tile's bounds itself.
-            let packed =
-                |t: &Tile<{ avx512::MR }>, c: &mut [f32]| unsafe { avx512::kernel::<true>(t, c) };
-            // SAFETY: as above.
-            let in_place =
-                |t: &Tile<{ avx512::MR }>, c: &mut [f32]| unsafe { avx512::kernel::<false>(t, c) };
-            return drive(m, a, b, c, fused, packed, in_place);
+            // `pack_a` checks its slices.
+            let micro = Micro {
+                packed: |t: &Tile<{ avx512::MR }>, c: &mut [f32]| unsafe {
+                    avx512::kernel::<true>(t, c)
+                },
+                // SAFETY: as above.
+                in_place: |t: &Tile<{ avx512::MR }>, c: &mut [f32]| unsafe {
+                    avx512::kernel::<false>(t, c)
+                },
+                // SAFETY: as above.
+                pack: |m, k, k0, kb, a: &[f32], dst: &mut [f32]| unsafe {
+                    avx512::pack_a(m, k, k0, kb, a, dst)
+                },
+            };
+            return drive(m, a, b, c, fused, micro);
         }
         if isa.is_avx2_fma() {
             // SAFETY: `is_avx2_fma` is only true when `Isa::detect` saw AVX2 and FMA on this
             // CPU; the kernel checks the tile's bounds itself.
-            let packed =
-                |t: &Tile<{ avx2::MR }>, c: &mut [f32]| unsafe { avx2::kernel::<true>(t, c) };
-            // SAFETY: as above.
-            let in_place =
-                |t: &Tile<{ avx2::MR }>, c: &mut [f32]| unsafe { avx2::kernel::<false>(t, c) };
-            return drive(m, a, b, c, fused, packed, in_place);
+            let micro = Micro {
+                packed: |t: &Tile<{ avx2::MR }>, c: &mut [f32]| unsafe {
+                    avx2::kernel::<true>(t, c)
+                },
+                // SAFETY: as above.
+                in_place: |t: &Tile<{ avx2::MR }>, c: &mut [f32]| unsafe {
+                    avx2::kernel::<false>(t, c)
+                },
+                pack: pack_a::<{ avx2::MR }>,
+            };
+            return drive(m, a, b, c, fused, micro);
         }
     }
-    drive(
-        m,
-        a,
-        b,
-        c,
-        fused,
-        portable_kernel::<PORTABLE_MR, true>,
-        portable_kernel::<PORTABLE_MR, false>,
-    );
+    let micro = Micro {
+        packed: portable_kernel::<PORTABLE_MR, true>,
+        in_place: portable_kernel::<PORTABLE_MR, false>,
+        pack: pack_a::<PORTABLE_MR>,
+    };
+    drive(m, a, b, c, fused, micro);
+}
+
+/// One instruction set's parts for [`drive`]: the microkernel on packed and on in-place `A`,
+/// and the packing of `A` (`m, k, k0, kb, a, dst`, as [`pack_a`]).
+struct Micro<P, I, A> {
+    packed: P,
+    in_place: I,
+    pack: A,
 }
 
 /// Rows per microkernel call on `isa`: callers cut `C` into chunks of whole row panels.
@@ -162,8 +181,11 @@ fn drive<const MR: usize>(
     b: &PackedB,
     c: &mut [f32],
     fused: Fused,
-    packed_kernel: impl Fn(&Tile<MR>, &mut [f32]),
-    in_place_kernel: impl Fn(&Tile<MR>, &mut [f32]),
+    micro: Micro<
+        impl Fn(&Tile<MR>, &mut [f32]),
+        impl Fn(&Tile<MR>, &mut [f32]),
+        impl Fn(usize, usize, usize, usize, &[f32], &mut [f32]),
+    >,
 ) {
     let (k, n) = (b.k, b.n);
     let row_panels = m.div_ceil(MR);
@@ -174,7 +196,7 @@ fn drive<const MR: usize>(
             let last = k0 + kb == k;
             let apack = &mut apack[..if pack { row_panels * MR * kb } else { 0 }];
             if pack {
-                pack_a::<MR>(m, k, k0, kb, a, apack);
+                (micro.pack)(m, k, k0, kb, a, apack);
             }
             for j in 0..n.div_ceil(NR) {
                 let j0 = j * NR;
@@ -201,9 +223,9 @@ fn drive<const MR: usize>(
                     };
                     let c = &mut c[i * n + j0..];
                     if pack {
-                        packed_kernel(&tile, c);
+                        (micro.packed)(&tile, c);
                     } else {
-                        in_place_kernel(&tile, c);
+                        (micro.in_place)(&tile, c);
                     }
                 }
             }
@@ -400,6 +422,96 @@ mod avx512 {
     /// 14 rows × 1 vector: 14 accumulators hide the FMA latency on two pipes, and the 32
     /// registers leave room for `B` and the broadcasts.
     pub(super) const MR: usize = 14;
+
+    /// [`super::pack_a`] for `MR` rows, 16 columns at a time through an in-register 16×16
+    /// transpose instead of one scalar store per value.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F. Slices are bounds-checked.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn pack_a(
+        m: usize,
+        k: usize,
+        k0: usize,
+        kb: usize,
+        a: &[f32],
+        dst: &mut [f32],
+    ) {
+        for (ip, panel) in dst.chunks_exact_mut(MR * kb).enumerate() {
+            let rows: [&[f32]; MR] =
+                std::array::from_fn(|r| &a[(ip * MR + r).min(m - 1) * k + k0..][..kb]);
+            let mut p = 0;
+            while p + 16 <= kb {
+                let mut v = [_mm512_setzero_ps(); 16];
+                for (x, row) in v.iter_mut().zip(&rows) {
+                    let src = &row[p..p + 16];
+                    // SAFETY: `src` holds 16 floats; unaligned loads need no alignment.
+                    *x = unsafe { _mm512_loadu_ps(src.as_ptr()) };
+                }
+                let v = transpose(v);
+                for (q, &x) in v.iter().enumerate() {
+                    let out = &mut panel[(p + q) * MR..][..MR];
+                    // SAFETY: `out` holds `MR` floats and the mask enables lanes `0..MR` only
+                    // (masked-off lanes are not accessed).
+                    unsafe { _mm512_mask_storeu_ps(out.as_mut_ptr(), (1 << MR) - 1, x) };
+                }
+                p += 16;
+            }
+            for p in p..kb {
+                for (r, row) in rows.iter().enumerate() {
+                    panel[p * MR + r] = row[p];
+                }
+            }
+        }
+    }
+
+    /// `out[q]` lane `r` = `v[r]` lane `q`: pairs interleave 32-bit, then 64-bit elements, then
+    /// two rounds of 128-bit lane shuffles.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn transpose(v: [__m512; 16]) -> [__m512; 16] {
+        let pd = _mm512_castps_pd;
+        let ps = _mm512_castpd_ps;
+        let t: [__m512; 16] = std::array::from_fn(|i| {
+            let (a, b) = (v[i / 2 * 2], v[i / 2 * 2 + 1]);
+            if i % 2 == 0 {
+                _mm512_unpacklo_ps(a, b)
+            } else {
+                _mm512_unpackhi_ps(a, b)
+            }
+        });
+        // Within each group of four: (t0, t2) and (t1, t3) interleaved as 64-bit pairs.
+        let u: [__m512; 16] = std::array::from_fn(|i| {
+            let g = i / 4 * 4;
+            let (a, b) = match i % 4 {
+                0 | 1 => (t[g], t[g + 2]),
+                _ => (t[g + 1], t[g + 3]),
+            };
+            if i % 2 == 0 {
+                ps(_mm512_unpacklo_pd(pd(a), pd(b)))
+            } else {
+                ps(_mm512_unpackhi_pd(pd(a), pd(b)))
+            }
+        });
+        let w: [__m512; 16] = std::array::from_fn(|i| {
+            let g = i / 8 * 8;
+            let j = i % 4;
+            let (a, b) = (u[g + j], u[g + j + 4]);
+            if i % 8 < 4 {
+                _mm512_shuffle_f32x4::<0x88>(a, b)
+            } else {
+                _mm512_shuffle_f32x4::<0xdd>(a, b)
+            }
+        });
+        std::array::from_fn(|i| {
+            let (a, b) = (w[i % 8], w[i % 8 + 8]);
+            if i < 8 {
+                _mm512_shuffle_f32x4::<0x88>(a, b)
+            } else {
+                _mm512_shuffle_f32x4::<0xdd>(a, b)
+            }
+        })
+    }
 
     /// The 14×16 AVX-512 microkernel; edge columns use masked loads and stores.
     ///
