@@ -2,6 +2,7 @@
 
 use rayon::prelude::*;
 
+use super::gemm::{gemm, kernel_rows, Fused, PackedB};
 use super::scratch::with_scratch;
 use super::simd::Isa;
 use super::winograd::{Winograd, F23, F43};
@@ -71,8 +72,8 @@ impl ConvShape {
 
 /// The packed form of the weights for the chosen algorithm.
 enum Packed {
-    /// `[kh][kw][in_c][out_c]`: the GEMM right-hand side, rows in im2col order.
-    Gemm(Vec<f32>),
+    /// `[kh][kw][in_c][out_c]` (the GEMM right-hand side, rows in im2col order), packed.
+    Gemm(PackedB),
     F2(Winograd<4, 2>),
     F4(Winograd<6, 4>),
 }
@@ -141,7 +142,11 @@ impl Conv2d {
                 in_c,
                 shape.padding,
             )),
-            _ => Packed::Gemm(pack_hwio(weight_oihw, shape)),
+            _ => Packed::Gemm(PackedB::new(
+                kh * kw * in_c,
+                out_c,
+                &pack_hwio(weight_oihw, shape),
+            )),
         };
         Ok(Self {
             shape,
@@ -207,46 +212,39 @@ impl Conv2d {
     }
 
     /// im2col (or the input itself for pointwise convs) times the packed weights, in row chunks
-    /// sized to stay in L2 so the epilogue finds its rows still cached.
+    /// sized to stay in L2, bias, residual and ReLU applied in the GEMM's last store.
     fn forward_gemm(
         &self,
-        wp: &[f32],
+        wp: &PackedB,
         input: &[f32],
         geo: Geometry,
         epi: Epilogue,
         out: &mut [f32],
     ) {
         let s = self.shape;
-        let k = s.kh * s.kw * s.in_c;
+        let k = wp.k();
         let rows_total = geo.n * geo.oh * geo.ow;
-        let rows = chunk_rows(rows_total, k + s.out_c);
+        // Whole microkernel rows per chunk, so only the last chunk has an edge tile.
         let isa = self.isa;
-        if s.is_pointwise() && s.out_c > rows {
-            // The weights outweigh a chunk's rows: per-chunk GEMMs would each repack all of
-            // them, so run one GEMM that gemm splits across threads, then the epilogue.
-            matmul_with(rows_total, s.out_c, k, input, wp, out, gemm_parallelism());
-            let chunk = rows * s.out_c;
-            out.par_chunks_mut(chunk).enumerate().for_each(|(ci, o)| {
-                let res = epi.residual.map(|r| &r[ci * chunk..ci * chunk + o.len()]);
-                isa.run(|| epilogue_rows(o, epi.bias, res, epi.relu));
-            });
-            return;
-        }
+        let rows = chunk_rows(rows_total, k + s.out_c).next_multiple_of(kernel_rows(isa));
         out.par_chunks_mut(rows * s.out_c)
             .enumerate()
             .for_each(|(ci, out_chunk)| {
                 let r0 = ci * rows;
                 let m = out_chunk.len() / s.out_c;
+                let fused = Fused {
+                    bias: Some(epi.bias),
+                    residual: epi.residual.map(|r| &r[r0 * s.out_c..(r0 + m) * s.out_c]),
+                    relu: epi.relu,
+                };
                 if s.is_pointwise() {
-                    matmul(m, s.out_c, k, &input[r0 * k..(r0 + m) * k], wp, out_chunk);
+                    gemm(isa, m, &input[r0 * k..(r0 + m) * k], wp, out_chunk, fused);
                 } else {
                     with_scratch(m * k, |col| {
                         im2col(input, s, geo, r0, col);
-                        matmul(m, s.out_c, k, col, wp, out_chunk);
+                        gemm(isa, m, col, wp, out_chunk, fused);
                     });
                 }
-                let res = epi.residual.map(|r| &r[r0 * s.out_c..(r0 + m) * s.out_c]);
-                isa.run(|| epilogue_rows(out_chunk, epi.bias, res, epi.relu));
             });
     }
 }
@@ -284,7 +282,7 @@ fn check_len(what: &'static str, expected: usize, got: usize) -> Result<(), Kern
 
 /// Rows per parallel chunk: enough to keep the GEMM efficient, few enough that a chunk's
 /// operands (`rows × row_floats`) stay in L2 and both cores get several chunks.
-pub(crate) fn chunk_rows(rows_total: usize, row_floats: usize) -> usize {
+fn chunk_rows(rows_total: usize, row_floats: usize) -> usize {
     const L2_FLOATS: usize = 96 * 1024;
     let by_cache = (L2_FLOATS / row_floats.max(1)).clamp(48, 512);
     let by_threads = rows_total
@@ -329,84 +327,6 @@ fn im2col(input: &[f32], s: ConvShape, g: Geometry, r0: usize, col: &mut [f32]) 
                     d.copy_from_slice(&input[((img * g.h + iy) * g.w + ix) * c..][..c]);
                 } else {
                     d.fill(0.0);
-                }
-            }
-        }
-    }
-}
-
-/// `dst[m×n] = lhs[m×k] · rhs[k×n]`, all row-major and contiguous, single-threaded (the
-/// callers parallelise over chunks).
-pub(crate) fn matmul(m: usize, n: usize, k: usize, lhs: &[f32], rhs: &[f32], dst: &mut [f32]) {
-    matmul_with(m, n, k, lhs, rhs, dst, gemm::Parallelism::None);
-}
-
-/// gemm's own threading over the global rayon pool.
-fn gemm_parallelism() -> gemm::Parallelism {
-    match rayon::current_num_threads() {
-        1 => gemm::Parallelism::None,
-        t => gemm::Parallelism::Rayon(t),
-    }
-}
-
-/// [`matmul`] with a choice of threading.
-#[allow(clippy::too_many_arguments)]
-fn matmul_with(
-    m: usize,
-    n: usize,
-    k: usize,
-    lhs: &[f32],
-    rhs: &[f32],
-    dst: &mut [f32],
-    parallelism: gemm::Parallelism,
-) {
-    assert!(lhs.len() >= m * k && rhs.len() >= k * n && dst.len() >= m * n);
-    // SAFETY: the assert above keeps every element gemm touches (row-major strides `k`, `n`
-    // and `n` with unit column strides) inside the three slices; `dst` is a unique borrow and
-    // does not overlap the shared `lhs`/`rhs`; `read_dst = false`, so `dst` need not be
-    // initialised to anything in particular.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            lhs.as_ptr(),
-            1,
-            k as isize,
-            rhs.as_ptr(),
-            1,
-            n as isize,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism,
-        );
-    }
-}
-
-/// `out[r][o] = act(out[r][o] + bias[o] + residual[r][o])` over whole rows.
-#[inline(always)]
-fn epilogue_rows(out: &mut [f32], bias: &[f32], residual: Option<&[f32]>, relu: bool) {
-    let act = |v: f32| if relu { v.max(0.0) } else { v };
-    let oc = bias.len();
-    match residual {
-        Some(res) => {
-            for (row, rrow) in out.chunks_exact_mut(oc).zip(res.chunks_exact(oc)) {
-                for ((o, &b), &r) in row.iter_mut().zip(bias).zip(rrow) {
-                    *o = act(*o + b + r);
-                }
-            }
-        }
-        None => {
-            for row in out.chunks_exact_mut(oc) {
-                for (o, &b) in row.iter_mut().zip(bias) {
-                    *o = act(*o + b);
                 }
             }
         }

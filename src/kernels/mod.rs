@@ -3,8 +3,10 @@
 //! [`Conv2d`] packs BatchNorm-folded OIHW weights once and runs `act(conv(x) + bias + residual)`
 //! in one output pass: 1×1 convolutions are GEMMs straight over the input, 3×3 stride-1
 //! convolutions use Winograd F(4×4, 3×3), anything else (the stride-2 stem) an im2col GEMM.
-//! GEMMs go through the `gemm` crate; the transforms and epilogues are written once over
-//! 8-lane vectors and compiled for AVX2 + FMA when the CPU has them ([`Isa`]).
+//! GEMMs run on our own packed SGEMM (`gemm.rs`: weights packed once into 16-wide panels, a
+//! 14×16 AVX-512 or 6×16 AVX2 + FMA microkernel with the epilogue fused into its store); the
+//! Winograd transforms are written once over 8-lane vectors and compiled for AVX2 + FMA when
+//! the CPU has them ([`Isa`]).
 //!
 //! ```
 //! use xsearch::kernels::{Conv2d, ConvShape};
@@ -21,6 +23,7 @@
 //! ```
 
 mod conv;
+mod gemm;
 mod pool;
 mod rn50;
 mod scratch;

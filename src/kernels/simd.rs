@@ -7,12 +7,12 @@
 
 use std::ops::{Add, Mul, Sub};
 
-/// Which instruction set the hand-written kernels (Winograd transforms, fused epilogues) use.
-///
-/// Matrix products always go through the `gemm` crate, which does its own runtime dispatch.
+/// Which instruction set the hand-written kernels (GEMM microkernel, Winograd transforms) use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Isa {
     avx2_fma: bool,
+    /// AVX-512F on top of AVX2 + FMA: the GEMM microkernel uses 16-lane registers.
+    avx512: bool,
 }
 
 impl Isa {
@@ -20,24 +20,43 @@ impl Isa {
     pub fn detect() -> Self {
         #[cfg(target_arch = "x86_64")]
         {
+            let avx2_fma = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
             Self {
-                avx2_fma: is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
+                avx2_fma,
+                avx512: avx2_fma && is_x86_feature_detected!("avx512f"),
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
-            Self { avx2_fma: false }
+            Self::portable()
         }
     }
 
     /// The portable path: baseline instructions only. Tests use it to check the fallback.
     pub fn portable() -> Self {
-        Self { avx2_fma: false }
+        Self {
+            avx2_fma: false,
+            avx512: false,
+        }
+    }
+
+    /// This selection without AVX-512, so tests and benchmarks can run the AVX2 + FMA code on
+    /// a CPU that has both.
+    pub fn without_avx512(self) -> Self {
+        Self {
+            avx512: false,
+            ..self
+        }
     }
 
     /// Whether this selects the AVX2 + FMA code.
     pub fn is_avx2_fma(self) -> bool {
         self.avx2_fma
+    }
+
+    /// Whether this selects the AVX-512 GEMM microkernel.
+    pub fn is_avx512(self) -> bool {
+        self.avx512
     }
 
     /// Runs `f`, compiled for AVX2 + FMA when this `Isa` selects it.
@@ -49,8 +68,8 @@ impl Isa {
         #[cfg(target_arch = "x86_64")]
         if self.avx2_fma {
             // SAFETY: `avx2_fma` is only true when `detect` saw both features on this CPU
-            // (the field is private and `portable` clears it), so the feature-enabled code
-            // runs on hardware that has the instructions.
+            // (the fields are private; `portable` and `without_avx512` only clear them), so
+            // the feature-enabled code runs on hardware that has the instructions.
             return unsafe { run_avx2_fma(f) };
         }
         f()

@@ -122,8 +122,13 @@ fn worst_relative_error(case: Case, algorithm: Algorithm, isa: Isa) -> f64 {
         .fold(0.0, f64::max)
 }
 
+/// Every instruction set this CPU can run: the best, AVX2 + FMA alone, and the portable path.
 fn isa_strategy() -> impl Strategy<Value = Isa> {
-    prop_oneof![Just(Isa::detect()), Just(Isa::portable())]
+    prop_oneof![
+        Just(Isa::detect()),
+        Just(Isa::detect().without_avx512()),
+        Just(Isa::portable())
+    ]
 }
 
 fn case_strategy(
@@ -163,8 +168,61 @@ const GEMM_TOLERANCE: f64 = 1e-6;
 const F2_TOLERANCE: f64 = 2e-6;
 const F4_TOLERANCE: f64 = 2e-5;
 
+/// The rounding-error bound of a sum of `terms` f32 values, relative to the sum of their
+/// magnitudes (Higham's γ_n with the unit roundoff 2⁻²⁴).
+fn sum_error_bound(terms: usize) -> f64 {
+    let nu = terms as f64 * f64::from(f32::EPSILON) / 2.0;
+    nu / (1.0 - nu)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// The packed GEMM on its own, against a triple loop: odd sizes, widths on both sides of
+    /// the in-place / packed `A` switch (4 panels of 16), and depths past one K block (256) so
+    /// the accumulation across blocks runs too.
+    #[test]
+    fn packed_gemm_matches_triple_loop(
+        (m, n, k) in (
+            1usize..32,
+            prop_oneof![1usize..40, 60usize..90],
+            prop_oneof![1usize..20, 250usize..600],
+        ),
+        (with_bias, with_residual, relu) in (any::<bool>(), any::<bool>(), any::<bool>()),
+        seed in any::<u64>(),
+        isa in isa_strategy(),
+    ) {
+        let a = random(seed, m * k);
+        let b = random(seed + 1, k * n);
+        let bias = random(seed + 2, n);
+        let res = random(seed + 3, m * n);
+        let mut c = vec![f32::NAN; m * n];
+        let fused = gemm::Fused {
+            bias: with_bias.then_some(&bias[..]),
+            residual: with_residual.then_some(&res[..]),
+            relu,
+        };
+        gemm::gemm(isa, m, &a, &gemm::PackedB::new(k, n, &b), &mut c, fused);
+        let tolerance = sum_error_bound(k + 2);
+        for i in 0..m {
+            for j in 0..n {
+                let terms = (0..k).map(|p| f64::from(a[i * k + p]) * f64::from(b[p * n + j]));
+                let extra = [
+                    with_bias.then(|| f64::from(bias[j])),
+                    with_residual.then(|| f64::from(res[i * n + j])),
+                ];
+                let terms: Vec<f64> = terms.chain(extra.into_iter().flatten()).collect();
+                let sum: f64 = terms.iter().sum();
+                let want = if relu { sum.max(0.0) } else { sum };
+                let mag: f64 = terms.iter().map(|t| t.abs()).sum();
+                let got = f64::from(c[i * n + j]);
+                prop_assert!(
+                    (got - want).abs() <= tolerance * mag,
+                    "c[{i}][{j}] = {got}, want {want} (magnitude {mag})"
+                );
+            }
+        }
+    }
 
     #[test]
     fn gemm_matches_reference(case in case_strategy(1usize..4, 1usize..3), isa in isa_strategy()) {

@@ -8,7 +8,8 @@
 
 use rayon::prelude::*;
 
-use super::conv::{matmul, Epilogue, Geometry};
+use super::conv::{Epilogue, Geometry};
+use super::gemm::{gemm, Fused, PackedB};
 use super::scratch::with_scratch;
 use super::simd::{Isa, V8};
 
@@ -88,10 +89,9 @@ impl Tile<6, 4> for F43 {
     }
 }
 
-/// Transformed filters `U`, laid out `[A²][in_c][out_c]` so each tile position is a GEMM
-/// right-hand side.
+/// Transformed filters `U`: per tile position, the packed `in_c×out_c` GEMM right-hand side.
 pub(crate) struct Winograd<const A: usize, const M: usize> {
-    u: Vec<f32>,
+    u: Vec<PackedB>,
     out_c: usize,
     in_c: usize,
     padding: usize,
@@ -120,7 +120,9 @@ impl<const A: usize, const M: usize> Winograd<A, M> {
             }
         }
         Self {
-            u,
+            u: u.chunks_exact(in_c * out_c)
+                .map(|up| PackedB::new(in_c, out_c, up))
+                .collect(),
             out_c,
             in_c,
             padding,
@@ -207,14 +209,14 @@ impl<const A: usize, const M: usize> Winograd<A, M> {
                     self.input_tile::<T>(input, g, img, y0, x0, t, tiles, v);
                 }
             });
-            for p in 0..A * A {
-                matmul(
+            for (p, up) in self.u.iter().enumerate() {
+                gemm(
+                    isa,
                     tiles,
-                    co,
-                    ci,
                     &v[p * tiles * ci..][..tiles * ci],
-                    &self.u[p * ci * co..][..ci * co],
+                    up,
                     &mut m[p * tiles * co..][..tiles * co],
+                    Fused::default(),
                 );
             }
             isa.run(|| {

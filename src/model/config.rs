@@ -228,13 +228,13 @@ impl ModelConfig {
                 "vision_cfg.image_size {size} is not a positive multiple of 32"
             )));
         }
-        if v.width < 2 || v.width % 2 != 0 {
+        if v.width < 2 || !v.width.is_multiple_of(2) {
             return Err(unsupported(format!(
                 "vision_cfg.width {} is not a positive even number",
                 v.width
             )));
         }
-        if v.head_width == 0 || (v.width * 32) % v.head_width != 0 {
+        if v.head_width == 0 || !(v.width * 32).is_multiple_of(v.head_width) {
             return Err(unsupported(format!(
                 "vision_cfg.head_width {} does not divide the attention-pool width {}",
                 v.head_width,
@@ -242,7 +242,7 @@ impl ModelConfig {
             )));
         }
         let t = &self.text_cfg;
-        if t.heads == 0 || t.width % t.heads != 0 {
+        if t.heads == 0 || !t.width.is_multiple_of(t.heads) {
             return Err(unsupported(format!(
                 "text_cfg.heads {} does not divide text_cfg.width {}",
                 t.heads, t.width
