@@ -11,6 +11,7 @@ use sled::{Db, Tree};
 
 use crate::exact::{score_chunk, Scored, TopK, CHUNK};
 use crate::graph::{Graph, HnswParams, SnapshotInfo};
+use crate::view::{View, ViewInfo};
 use crate::{Id, IndexError, IndexOptions};
 
 /// What identifies a file's content, so unchanged files are skipped and duplicates reuse a vector.
@@ -222,8 +223,33 @@ pub struct Collection {
     hashes: Tree,
     ids: Tree,
     live: RwLock<LiveSet>,
-    graph: RwLock<Graph>,
+    graph: RwLock<Searcher>,
     writer: Mutex<()>,
+}
+
+/// What searches run on.
+enum Searcher {
+    /// hnsw_rs's graph, which inserts need.
+    Graph(Graph),
+    /// The flat view read from its snapshot file: opening costs a few large reads. Writers
+    /// swap in hnsw_rs's graph first ([`Collection::ensure_graph`]).
+    View(View),
+}
+
+impl Searcher {
+    fn len(&self) -> usize {
+        match self {
+            Searcher::Graph(g) => g.len(),
+            Searcher::View(v) => v.len(),
+        }
+    }
+
+    fn search(&self, query: &[f32], knbn: usize, ef: usize) -> Vec<(Id, f32)> {
+        match self {
+            Searcher::Graph(g) => g.search(query, knbn, ef),
+            Searcher::View(v) => v.search(query, knbn, ef),
+        }
+    }
 }
 
 type TxResult<T> = Result<T, ConflictableTransactionError<IndexError>>;
@@ -253,7 +279,7 @@ impl Collection {
             hashes: tree(names.hashes)?,
             ids: tree(names.ids)?,
             live: RwLock::new(LiveSet::default()),
-            graph: RwLock::new(Graph::new(ctx.params, 0)),
+            graph: RwLock::new(Searcher::Graph(Graph::new(ctx.params, 0))),
             writer: Mutex::new(()),
         };
         {
@@ -263,11 +289,41 @@ impl Collection {
                 live.insert(collection.decode_id(&key)?);
             }
         }
+        let generation = collection.generation()?;
+        let current_view = collection
+            .view_info()?
+            .filter(|info| info.generation == generation);
+        if let Some(info) = &current_view {
+            let path = collection.graph_dir.join(&info.file);
+            if let Ok(view) = View::load(&path, info.checksum, collection.dim) {
+                *write(&collection.graph) = Searcher::View(view);
+                return Ok((collection, GraphStatus::Loaded));
+            }
+        }
         let status = collection.init_graph()?;
-        if status.is_repair() {
+        // A view for the current data that did not read back is rewritten with the graph.
+        if status.is_repair() || current_view.is_some() {
             collection.checkpoint(true)?;
         }
         Ok((collection, status))
+    }
+
+    /// Swaps hnsw_rs's graph in for the view, loading (or repairing) it as at open. Writers
+    /// call it, holding the writer lock, before they change the store.
+    fn ensure_graph(&self) -> Result<(), IndexError> {
+        if matches!(*read(&self.graph), Searcher::View(_)) {
+            self.init_graph()?;
+        }
+        Ok(())
+    }
+
+    /// Runs `f` on hnsw_rs's graph (see [`Collection::ensure_graph`]).
+    fn with_graph<R>(&self, f: impl FnOnce(&Graph) -> R) -> Result<R, IndexError> {
+        self.ensure_graph()?;
+        match &*read(&self.graph) {
+            Searcher::Graph(graph) => Ok(f(graph)),
+            Searcher::View(_) => unreachable!("ensure_graph replaced the view"),
+        }
     }
 
     /// Loads the snapshot if it matches the data, catches a stale one up, rebuilds otherwise.
@@ -277,7 +333,7 @@ impl Collection {
         let rebuilt = |reason: String| -> Result<GraphStatus, IndexError> {
             let graph = Graph::new(self.params, live);
             let inserted = self.insert_stored(&graph, 0)?;
-            *write(&self.graph) = graph;
+            *write(&self.graph) = Searcher::Graph(graph);
             Ok(GraphStatus::Rebuilt { reason, inserted })
         };
         match self.snapshot_info()? {
@@ -289,14 +345,14 @@ impl Collection {
             )),
             Some(info) => match Graph::load(&self.graph_dir, &info) {
                 Ok(graph) if info.generation == generation => {
-                    *write(&self.graph) = graph;
+                    *write(&self.graph) = Searcher::Graph(graph);
                     Ok(GraphStatus::Loaded)
                 }
                 Ok(graph) => {
                     // Ids are never reused and a vector never changes under its id, so the
                     // stale graph is right for every id it holds: only newer ids are missing.
                     let inserted = self.insert_stored(&graph, info.next_id)?;
-                    *write(&self.graph) = graph;
+                    *write(&self.graph) = Searcher::Graph(graph);
                     Ok(GraphStatus::Updated {
                         snapshot_generation: info.generation,
                         generation,
@@ -341,6 +397,8 @@ impl Collection {
             .map(|e| e.vector.iter().flat_map(|x| x.to_le_bytes()).collect())
             .collect();
         let _writer = lock(&self.writer);
+        // Before the transaction: loading a stale snapshot catches up on stored ids.
+        self.ensure_graph()?;
         let (added, removed) = self.transaction(|meta, records, vector_tree, hashes, ids| {
             let mut next = self.meta_u64(meta.get(self.meta_key("next_id"))?)?;
             let mut added = Vec::with_capacity(entries.len());
@@ -382,7 +440,7 @@ impl Collection {
             .filter(|(id, _)| !removed.contains(id))
             .map(|(&id, entry)| (id, entry.vector))
             .collect();
-        read(&self.graph).insert(&points);
+        self.with_graph(|graph| graph.insert(&points))?;
         Ok(added)
     }
 
@@ -585,16 +643,24 @@ impl Collection {
         let compacted = self.compact_if_needed()?;
         let generation = self.generation()?;
         let old = self.snapshot_info()?;
-        if !force && !compacted && old.as_ref().is_some_and(|o| o.generation == generation) {
+        let old_view = self.view_info()?;
+        let covered = |g: Option<u64>| g == Some(generation);
+        if !force
+            && !compacted
+            && covered(old.as_ref().map(|o| o.generation))
+            && covered(old_view.as_ref().map(|v| v.generation))
+        {
             return Ok(());
         }
-        let graph = read(&self.graph);
         let snapshot_key = self.meta_key("snapshot");
-        if graph.len() == 0 {
-            self.meta
-                .remove(snapshot_key)
-                .map_err(|e| self.store_err(e))?;
-        } else {
+        let view_key = self.meta_key("view");
+        self.with_graph(|graph| -> Result<(), IndexError> {
+            if graph.len() == 0 {
+                for key in [&snapshot_key, &view_key] {
+                    self.meta.remove(key).map_err(|e| self.store_err(e))?;
+                }
+                return Ok(());
+            }
             std::fs::create_dir_all(&self.graph_dir)
                 .map_err(|e| IndexError::io(&self.graph_dir, e))?;
             let seq = old.as_ref().map_or(0, |o| o.seq + 1);
@@ -606,20 +672,37 @@ impl Collection {
                     .get(self.meta_key("next_id"))
                     .map_err(|e| self.store_err(e))?,
             )?;
+            // Named after the snapshot's basename, which hnsw_rs made unique.
+            let view = ViewInfo {
+                file: format!("{}.view", info.basename),
+                generation,
+                checksum: (0, 0),
+            };
+            let view = match View::from_graph(graph, self.dim) {
+                Some(v) => ViewInfo {
+                    checksum: v.write(&self.graph_dir.join(&view.file))?,
+                    ..view
+                },
+                None => view,
+            };
             self.meta
-                .insert(snapshot_key, encode(&info))
+                .insert(&snapshot_key, encode(&info))
                 .map_err(|e| self.store_err(e))?;
-        }
+            self.meta
+                .insert(&view_key, encode(&view))
+                .map_err(|e| self.store_err(e))?;
+            Ok(())
+        })??;
         self.flush()?;
         // Only now that meta points elsewhere may the old files go.
-        if let Some(old) = old {
-            for file in old.files(&self.graph_dir) {
-                match std::fs::remove_file(&file) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                        return Err(IndexError::io(file, e))
-                    }
-                    _ => {}
+        let old_files = old.iter().flat_map(|o| o.files(&self.graph_dir));
+        let old_view = old_view.map(|v| self.graph_dir.join(v.file));
+        for file in old_files.chain(old_view) {
+            match std::fs::remove_file(&file) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(IndexError::io(file, e))
                 }
+                _ => {}
             }
         }
         Ok(())
@@ -635,7 +718,7 @@ impl Collection {
         }
         let graph = Graph::new(self.params, live);
         self.insert_stored(&graph, 0)?;
-        *write(&self.graph) = graph;
+        *write(&self.graph) = Searcher::Graph(graph);
         Ok(true)
     }
 
@@ -695,6 +778,17 @@ impl Collection {
                 .get(self.meta_key("generation"))
                 .map_err(|e| self.store_err(e))?,
         )
+    }
+
+    fn view_info(&self) -> Result<Option<ViewInfo>, IndexError> {
+        match self
+            .meta
+            .get(self.meta_key("view"))
+            .map_err(|e| self.store_err(e))?
+        {
+            Some(bytes) => Ok(Some(self.decode(&bytes, "view info")?)),
+            None => Ok(None),
+        }
     }
 
     fn snapshot_info(&self) -> Result<Option<SnapshotInfo>, IndexError> {

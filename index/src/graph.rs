@@ -40,9 +40,14 @@ pub struct ClampedDot;
 
 impl Distance<f32> for ClampedDot {
     fn eval(&self, va: &[f32], vb: &[f32]) -> f32 {
-        // `f32::max` also maps a NaN to 0, so a degenerate vector cannot break the heap order.
-        (1.0 - dot(va, vb)).max(0.0)
+        clamped_distance(va, vb)
     }
+}
+
+/// [`ClampedDot`]'s distance.
+pub(crate) fn clamped_distance(a: &[f32], b: &[f32]) -> f32 {
+    // `f32::max` also maps a NaN to 0, so a degenerate vector cannot break the heap order.
+    (1.0 - dot(a, b)).max(0.0)
 }
 
 type HnswGraph<'a> = Hnsw<'a, f32, ClampedDot>;
@@ -132,6 +137,26 @@ impl Graph {
             .into_iter()
             .map(|n| (n.d_id as Id, 1.0 - n.distance))
             .collect()
+    }
+
+    /// Calls `f` with every point's id, vector and neighbour ids, layer 0 first, up to the
+    /// point's own top layer.
+    pub fn visit(&self, mut f: impl FnMut(Id, &[f32], Vec<Vec<Id>>)) {
+        self.with(|h| {
+            if h.get_nb_point() == 0 {
+                return;
+            }
+            for point in h.get_point_indexation() {
+                let levels = usize::from(point.get_point_id().0) + 1;
+                let links = point
+                    .get_neighborhood_id()
+                    .into_iter()
+                    .take(levels)
+                    .map(|layer| layer.into_iter().map(|n| n.d_id as Id).collect())
+                    .collect();
+                f(point.get_origin_id() as Id, point.get_v(), links);
+            }
+        })
     }
 
     /// Writes `<dir>/<basename>.hnsw.{graph,data}` and checksums them.

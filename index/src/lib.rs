@@ -45,6 +45,7 @@ mod collection;
 mod error;
 mod exact;
 mod graph;
+mod view;
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -183,7 +183,8 @@ fn corrupt_snapshot_is_rebuilt_and_reported() {
     index.images().upsert_batch(entries(0..100)).unwrap();
     index.close().unwrap();
     let files = graph_files(dir.path());
-    assert_eq!(files.len(), 2, "{files:?}");
+    // hnsw_rs's graph and data files, and the search view.
+    assert_eq!(files.len(), 3, "{files:?}");
     for file in &files {
         let mut bytes = std::fs::read(file).unwrap();
         let middle = bytes.len() / 2;
@@ -206,7 +207,7 @@ fn corrupt_snapshot_is_rebuilt_and_reported() {
     );
     // The old, corrupt files were replaced by the new snapshot's.
     let new_files = graph_files(dir.path());
-    assert_eq!(new_files.len(), 2);
+    assert_eq!(new_files.len(), 3);
     assert!(
         new_files.iter().all(|f| !files.contains(f)),
         "{new_files:?}"
@@ -346,4 +347,66 @@ fn filter_restricts_graph_and_exact_search() {
     let graph_keys: Vec<_> = graph.iter().map(|h| &h.key).collect();
     let exact_keys: Vec<_> = exact.iter().map(|h| &h.key).collect();
     assert_eq!(graph_keys, exact_keys);
+}
+
+#[test]
+fn corrupt_view_falls_back_to_the_graph_snapshot_and_is_rewritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = Index::open_with(dir.path(), &spec(), graph_options()).unwrap();
+    index.images().upsert_batch(entries(0..100)).unwrap();
+    index.close().unwrap();
+    let files = graph_files(dir.path());
+    let view = files
+        .iter()
+        .find(|f| f.extension().is_some_and(|e| e == "view"))
+        .expect("a view file");
+    let mut bytes = std::fs::read(view).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(view, bytes).unwrap();
+
+    let index = Index::open_with(dir.path(), &spec(), graph_options()).unwrap();
+    // The graph snapshot itself was intact: nothing to repair or announce.
+    assert_eq!(index.open_report().images, GraphStatus::Loaded);
+    assert_eq!(
+        index.images().search(&unit(42), 1, None).unwrap()[0].key,
+        b"/p/0042.jpg"
+    );
+    // Both were written anew, so the next open reads the view again.
+    let new_files = graph_files(dir.path());
+    assert_eq!(new_files.len(), 3, "{new_files:?}");
+    assert!(!new_files.contains(view), "{new_files:?}");
+    drop(index);
+    let index = Index::open_with(dir.path(), &spec(), graph_options()).unwrap();
+    assert_eq!(index.open_report().images, GraphStatus::Loaded);
+    assert_eq!(graph_files(dir.path()), new_files);
+    assert_eq!(
+        index.images().search(&unit(7), 1, None).unwrap()[0].key,
+        b"/p/0007.jpg"
+    );
+}
+
+#[test]
+fn writes_after_opening_from_the_view_reach_search_and_the_next_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = Index::open_with(dir.path(), &spec(), graph_options()).unwrap();
+    index.images().upsert_batch(entries(0..100)).unwrap();
+    index.close().unwrap();
+
+    let index = Index::open_with(dir.path(), &spec(), graph_options()).unwrap();
+    index.images().upsert_batch(entries(100..150)).unwrap();
+    index.images().remove(&[b"/p/0042.jpg"]).unwrap();
+    let top = |index: &Index, n: usize| index.images().search(&unit(n), 1, None).unwrap();
+    assert_eq!(top(&index, 120)[0].key, b"/p/0120.jpg");
+    assert_ne!(top(&index, 42)[0].key, b"/p/0042.jpg");
+    index.close().unwrap();
+
+    let index = Index::open_with(dir.path(), &spec(), graph_options()).unwrap();
+    assert_eq!(index.open_report().images, GraphStatus::Loaded);
+    assert_eq!(index.images().len(), 149);
+    assert_eq!(top(&index, 120)[0].key, b"/p/0120.jpg");
+    assert_eq!(top(&index, 7)[0].key, b"/p/0007.jpg");
+    assert_ne!(top(&index, 42)[0].key, b"/p/0042.jpg");
+    let stats = index.images().stats().unwrap();
+    assert_eq!(stats.graph_points, 150);
 }
