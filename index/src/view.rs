@@ -11,7 +11,7 @@
 use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -54,7 +54,33 @@ pub(crate) struct View {
     ids: Vec<Id>,
     /// Layer 0 first; the last layer holds the entry node.
     layers: Vec<Csr>,
-    vectors: Vec<f32>,
+    vectors: Vectors,
+}
+
+/// The vectors, end to end: built in memory, or mapped from the view's file.
+enum Vectors {
+    Owned(Vec<f32>),
+    /// `len` f32s at byte `offset` of `map`, 4-byte aligned (checked when mapped).
+    Mapped {
+        map: memmap2::Mmap,
+        offset: usize,
+        len: usize,
+    },
+}
+
+impl Vectors {
+    fn as_slice(&self) -> &[f32] {
+        match self {
+            Vectors::Owned(v) => v,
+            // SAFETY: `View::load` built this only after checking that `offset + 4 * len`
+            // lies within the map, that the address is 4-byte aligned, and that the target is
+            // little-endian, so the bytes are `len` valid f32s (every bit pattern is one). The
+            // map lives as long as `self`; see `View::load` for why nobody changes the file.
+            Vectors::Mapped { map, offset, len } => unsafe {
+                std::slice::from_raw_parts(map.as_ptr().add(*offset).cast::<f32>(), *len)
+            },
+        }
+    }
 }
 
 /// A distance paired with a node, ordered by distance then node (so heaps are deterministic).
@@ -123,7 +149,7 @@ impl View {
             entry,
             ids,
             layers,
-            vectors,
+            vectors: Vectors::Owned(vectors),
         })
     }
 
@@ -138,9 +164,10 @@ impl View {
         if self.ids.is_empty() || k == 0 {
             return Vec::new();
         }
+        let vectors = self.vectors.as_slice();
         let distance = |node: u32| {
             let start = node as usize * self.dim;
-            clamped_distance(query, &self.vectors[start..start + self.dim])
+            clamped_distance(query, &vectors[start..start + self.dim])
         };
         let mut entry = Near(distance(self.entry), self.entry);
         for layer in self.layers[1..].iter().rev() {
@@ -227,7 +254,7 @@ impl View {
                 out.write_all(&v.to_le_bytes()).map_err(io)?;
             }
         }
-        for v in &self.vectors {
+        for v in self.vectors.as_slice() {
             out.write_all(&v.to_le_bytes()).map_err(io)?;
         }
         let (crc, len, writer) = out.finish();
@@ -236,33 +263,35 @@ impl View {
         Ok((crc, len))
     }
 
-    /// Reads a view written by [`View::write`], checking its checksum, its length, its vector
-    /// width and that every link points at a node. The error is a reason for a report.
+    /// Maps a view written by [`View::write`], checking its checksum, its length, its vector
+    /// width and that every link points at a node. The vectors stay in the map (no copy, no
+    /// fresh pages to clear: this is most of what opening a large index costs). The error is
+    /// a reason for a report.
     pub fn load(path: &Path, expected: (u32, u64), dim: usize) -> Result<View, String> {
-        let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let mut input = Reader {
-            inner: std::io::BufReader::with_capacity(1 << 20, file),
-            crc: crc32fast::Hasher::new(),
-            len: 0,
-        };
-        let view = read_view(&mut input, dim).map_err(|e| format!("{}: {e}", path.display()))?;
-        let mut rest = Vec::new();
-        input.read_to_end(&mut rest).map_err(|e| e.to_string())?;
-        let found = (input.crc.finalize(), input.len);
-        if found != expected || !rest.is_empty() {
-            return Err(format!("{}: checksum mismatch", path.display()));
+        let failed = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+        let file = std::fs::File::open(path).map_err(|e| failed(&e))?;
+        // SAFETY: the view files are written once under a fresh name and never modified;
+        // the index lock keeps other xsearch processes out, and the writer that deletes an
+        // old view does so only after swapping it out of every collection. Like every mmap
+        // reader we rely on nobody else editing the index directory while it is open.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| failed(&e))?;
+        if (crc32fast::hash(&map), map.len() as u64) != expected {
+            return Err(failed(&"checksum mismatch"));
         }
-        Ok(view)
+        parse(map, dim).map_err(|e| failed(&e))
     }
 }
 
-fn read_view(input: &mut Reader, dim: usize) -> Result<View, String> {
-    let mut magic = [0u8; 8];
-    input.read_exact(&mut magic).map_err(|e| e.to_string())?;
-    if &magic != MAGIC {
+/// Reads the layout [`View::write`] writes.
+fn parse(map: memmap2::Mmap, dim: usize) -> Result<View, String> {
+    let mut at = Cursor {
+        bytes: &map,
+        pos: 0,
+    };
+    if at.take(MAGIC.len())? != MAGIC {
         return Err("not a view file".into());
     }
-    let header = input.u64s(4)?;
+    let header = at.u64s(4)?;
     let [n, stored_dim, layer_count, entry] = [header[0], header[1], header[2], header[3]];
     if stored_dim != dim as u64 || n == 0 || entry >= n || layer_count == 0 || layer_count > 64 {
         return Err(format!(
@@ -270,12 +299,12 @@ fn read_view(input: &mut Reader, dim: usize) -> Result<View, String> {
         ));
     }
     let n = usize::try_from(n).map_err(|_| "too many nodes".to_string())?;
-    let ids = input.u64s(n)?;
+    let ids = at.u64s(n)?;
     let mut layers = Vec::new();
     for _ in 0..layer_count {
-        let total = input.u64s(1)?[0] as usize;
-        let offsets = input.u32s(n + 1)?;
-        let links = input.u32s(total)?;
+        let total = usize::try_from(at.u64s(1)?[0]).map_err(|_| "too many links")?;
+        let offsets = at.u32s(n + 1)?;
+        let links = at.u32s(total)?;
         let ordered = offsets.first() == Some(&0)
             && offsets.windows(2).all(|w| w[0] <= w[1])
             && offsets.last().map(|&o| o as usize) == Some(total);
@@ -284,7 +313,27 @@ fn read_view(input: &mut Reader, dim: usize) -> Result<View, String> {
         }
         layers.push(Csr { offsets, links });
     }
-    let vectors = input.f32s(n * dim)?;
+    let len = n * dim;
+    let offset = at.pos;
+    if map.len() - offset != len * 4 {
+        return Err(format!(
+            "{} bytes of vectors, expected {}",
+            map.len() - offset,
+            len * 4
+        ));
+    }
+    let aligned = (map.as_ptr() as usize + offset).is_multiple_of(std::mem::align_of::<f32>());
+    let vectors = if cfg!(target_endian = "little") && aligned {
+        Vectors::Mapped { map, offset, len }
+    } else {
+        Vectors::Owned(
+            Cursor {
+                bytes: &map,
+                pos: offset,
+            }
+            .f32s(len)?,
+        )
+    };
     Ok(View {
         dim,
         entry: entry as u32,
@@ -294,46 +343,34 @@ fn read_view(input: &mut Reader, dim: usize) -> Result<View, String> {
     })
 }
 
-/// Reads little-endian arrays while checksumming every byte.
-struct Reader {
-    inner: std::io::BufReader<std::fs::File>,
-    crc: crc32fast::Hasher,
-    len: u64,
+/// Little-endian arrays read off a byte slice, each bounds-checked.
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    pos: usize,
 }
 
-impl Read for Reader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.crc.update(&buf[..n]);
-        self.len += n as u64;
-        Ok(n)
+impl<'a> Cursor<'a> {
+    fn take(&mut self, len: usize) -> Result<&'a [u8], String> {
+        let end = self
+            .pos
+            .checked_add(len)
+            .filter(|&end| end <= self.bytes.len())
+            .ok_or("cut short")?;
+        let taken = &self.bytes[self.pos..end];
+        self.pos = end;
+        Ok(taken)
     }
-}
 
-impl Reader {
-    /// `count` values of `N` bytes each, decoded by `decode`, read in 1 MiB steps so a
-    /// corrupt count fails at the end of the file rather than allocating it up front.
     fn array<const N: usize, T>(
         &mut self,
         count: usize,
         decode: fn([u8; N]) -> T,
     ) -> Result<Vec<T>, String> {
-        let mut values = Vec::new();
-        let mut bytes = vec![0u8; (1 << 20) / N * N];
-        let mut left = count;
-        while left > 0 {
-            let step = left.min(bytes.len() / N);
-            let chunk = &mut bytes[..step * N];
-            self.read_exact(chunk)
-                .map_err(|e| format!("cut short: {e}"))?;
-            values.extend(
-                chunk
-                    .chunks_exact(N)
-                    .map(|b| decode(b.try_into().expect("N-byte chunk"))),
-            );
-            left -= step;
-        }
-        Ok(values)
+        let bytes = self.take(count.checked_mul(N).ok_or("cut short")?)?;
+        Ok(bytes
+            .chunks_exact(N)
+            .map(|b| decode(b.try_into().expect("N-byte chunk")))
+            .collect())
     }
 
     fn u64s(&mut self, count: usize) -> Result<Vec<u64>, String> {
