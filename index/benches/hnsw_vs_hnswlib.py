@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 POINTS, QUERIES, DIM, LATENT, CLUSTERS, K = 100_000, 1_000, 1024, 64, 1_000, 10
-EFS = (10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+EFS = (10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 320, 384, 448, 512)
 THREADS = 2
 
 

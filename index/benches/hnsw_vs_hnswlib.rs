@@ -18,7 +18,9 @@ const K: usize = 10;
 const BATCH: usize = 1000;
 const THREADS: usize = 2;
 /// The ef values `hnsw_vs_hnswlib.py` sweeps on hnswlib's side.
-const EFS: [usize; 12] = [10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512];
+const EFS: [usize; 14] = [
+    10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 320, 384, 448, 512,
+];
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 

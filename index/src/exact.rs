@@ -7,19 +7,65 @@ use rayon::prelude::*;
 
 use crate::Id;
 
-/// Dot product, with AVX2 + FMA when the CPU has them (detected at run time: release builds
-/// target baseline x86-64, where the portable loop gets only SSE2).
+/// Dot product, with the widest SIMD the CPU has (detected at run time: release builds target
+/// baseline x86-64, where the portable loop gets only SSE2).
 ///
-/// The two paths sum in different orders, so their results differ in the last bits; one
-/// process always takes the same path, so rankings are self-consistent.
+/// The paths sum in different orders, so their results differ in the last bits; one process
+/// always takes the same path, so rankings are self-consistent.
 pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "dot of vectors of different lengths");
-    #[cfg(target_arch = "x86_64")]
-    if avx2_fma() {
-        // SAFETY: the features were detected on this CPU; `b` holds `a.len()` floats.
-        return unsafe { dot_avx2_fma(a, b.as_ptr()) };
+    dot_on(DotIsa::best(), a, b)
+}
+
+/// [`dot`] on a given instruction set (tests run every supported one).
+fn dot_on(isa: DotIsa, a: &[f32], b: &[f32]) -> f32 {
+    match isa {
+        // SAFETY (both): `DotIsa::best` and the tests only pick an instruction set this CPU
+        // supports; `b` holds `a.len()` floats (asserted by the callers).
+        #[cfg(target_arch = "x86_64")]
+        DotIsa::Avx512 => unsafe { dot_avx512(a, b.as_ptr()) },
+        #[cfg(target_arch = "x86_64")]
+        DotIsa::Avx2Fma => unsafe { dot_avx2_fma(a, b.as_ptr()) },
+        DotIsa::Portable => dot_portable(a, b),
     }
-    dot_portable(a, b)
+}
+
+/// The instruction sets the dot product has a kernel for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DotIsa {
+    Portable,
+    #[cfg(target_arch = "x86_64")]
+    Avx2Fma,
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+}
+
+impl DotIsa {
+    fn best() -> DotIsa {
+        static BEST: std::sync::OnceLock<DotIsa> = std::sync::OnceLock::new();
+        *BEST.get_or_init(|| {
+            DotIsa::supported()
+                .into_iter()
+                .last()
+                .unwrap_or(DotIsa::Portable)
+        })
+    }
+
+    /// Every instruction set this CPU runs, narrowest first.
+    fn supported() -> Vec<DotIsa> {
+        #[allow(unused_mut)]
+        let mut isas = vec![DotIsa::Portable];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                isas.push(DotIsa::Avx2Fma);
+            }
+            if is_x86_feature_detected!("avx512f") {
+                isas.push(DotIsa::Avx512);
+            }
+        }
+        isas
+    }
 }
 
 /// Eight independent accumulators, so the compiler can vectorise without reassociating.
@@ -82,15 +128,44 @@ unsafe fn dot_avx2_fma(a: &[f32], b: *const f32) -> f32 {
     total
 }
 
-fn avx2_fma() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+/// Four 16-lane FMA chains (64 floats per step); `b` is read unaligned, as in
+/// [`dot_avx2_fma`].
+///
+/// # Safety
+/// The CPU must support AVX-512F, and `b` must be valid for reading `a.len()` f32s.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn dot_avx512(a: &[f32], b: *const f32) -> f32 {
+    use std::arch::x86_64::*;
+    let n = a.len();
+    let pa = a.as_ptr();
+    let mut acc = [_mm512_setzero_ps(); 4];
+    let mut i = 0;
+    // SAFETY (all loads): `i + 64 <= n` and `i + 16 <= n` keep every 16-float unaligned load
+    // inside `a` and inside the `n` floats the caller vouches for at `b`.
+    while i + 64 <= n {
+        for (j, acc) in acc.iter_mut().enumerate() {
+            let x = _mm512_loadu_ps(pa.add(i + 16 * j));
+            let y = _mm512_loadu_ps(b.add(i + 16 * j));
+            *acc = _mm512_fmadd_ps(x, y, *acc);
+        }
+        i += 64;
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
+    while i + 16 <= n {
+        acc[0] = _mm512_fmadd_ps(
+            _mm512_loadu_ps(pa.add(i)),
+            _mm512_loadu_ps(b.add(i)),
+            acc[0],
+        );
+        i += 16;
     }
+    let sum = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
+    let mut total = _mm512_reduce_add_ps(sum);
+    while i < n {
+        total += *pa.add(i) * b.add(i).read_unaligned();
+        i += 1;
+    }
+    total
 }
 
 /// A scored id, ordered best first: higher score, then lower id (so ties rank stably).
@@ -179,11 +254,18 @@ fn dot_le(query: &[f32], bytes: &[u8]) -> f32 {
         query.len() * 4,
         "stored vector of the wrong length"
     );
-    #[cfg(target_arch = "x86_64")]
-    if avx2_fma() {
-        // SAFETY: the features were detected on this CPU; x86-64 is little-endian, so the
-        // bytes are `query.len()` native f32s, which `dot_avx2_fma` reads unaligned.
-        return unsafe { dot_avx2_fma(query, bytes.as_ptr().cast()) };
+    dot_le_on(DotIsa::best(), query, bytes)
+}
+
+fn dot_le_on(isa: DotIsa, query: &[f32], bytes: &[u8]) -> f32 {
+    match isa {
+        // SAFETY (both): a supported instruction set (see `dot_on`); x86-64 is little-endian,
+        // so the bytes are `query.len()` native f32s, which the kernels read unaligned.
+        #[cfg(target_arch = "x86_64")]
+        DotIsa::Avx512 => return unsafe { dot_avx512(query, bytes.as_ptr().cast()) },
+        #[cfg(target_arch = "x86_64")]
+        DotIsa::Avx2Fma => return unsafe { dot_avx2_fma(query, bytes.as_ptr().cast()) },
+        DotIsa::Portable => {}
     }
     let mut v = [0.0f32; 64];
     let mut total = 0.0;
@@ -202,23 +284,31 @@ mod tests {
 
     #[test]
     fn dot_matches_naive_sum_on_every_path_and_length() {
-        // Lengths around the 8- and 32-float steps and their tails.
-        for n in [0, 1, 7, 8, 9, 31, 32, 33, 37, 63, 1024, 1029] {
+        let isas = DotIsa::supported();
+        assert!(isas.contains(&DotIsa::best()));
+        // Lengths around the 8-, 16-, 32- and 64-float steps and their tails.
+        for n in [
+            0, 1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 37, 63, 64, 65, 1024, 1029,
+        ] {
             let a: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
             let b: Vec<f32> = (0..n).map(|i| (i as f32 * 0.11).cos()).collect();
             let naive: f64 = a.iter().zip(&b).map(|(&x, &y)| x as f64 * y as f64).sum();
             let close = |got: f32| (got as f64 - naive).abs() <= 1e-5 * (1.0 + naive.abs());
-            assert!(close(dot(&a, &b)), "n={n}: {} vs {naive}", dot(&a, &b));
-            assert!(close(dot_portable(&a, &b)), "n={n}: portable");
             let bytes: Vec<u8> = b.iter().flat_map(|x| x.to_le_bytes()).collect();
-            assert!(close(dot_le(&a, &bytes)), "n={n}: from bytes");
             // An odd offset makes the byte view unaligned for f32.
             let shifted = [&[0u8][..], &bytes].concat();
-            assert_eq!(
-                dot_le(&a, &shifted[1..]),
-                dot_le(&a, &bytes),
-                "n={n}: unaligned"
-            );
+            for &isa in &isas {
+                assert!(close(dot_on(isa, &a, &b)), "{isa:?} n={n}");
+                assert!(
+                    close(dot_le_on(isa, &a, &bytes)),
+                    "{isa:?} n={n}: from bytes"
+                );
+                assert_eq!(
+                    dot_le_on(isa, &a, &shifted[1..]),
+                    dot_le_on(isa, &a, &bytes),
+                    "{isa:?} n={n}: unaligned"
+                );
+            }
         }
     }
 
