@@ -781,23 +781,25 @@ impl Collection {
     }
 
     fn view_info(&self) -> Result<Option<ViewInfo>, IndexError> {
-        match self
-            .meta
-            .get(self.meta_key("view"))
-            .map_err(|e| self.store_err(e))?
-        {
-            Some(bytes) => Ok(Some(self.decode(&bytes, "view info")?)),
-            None => Ok(None),
-        }
+        self.meta_record("view", "view info")
     }
 
     fn snapshot_info(&self) -> Result<Option<SnapshotInfo>, IndexError> {
+        self.meta_record("snapshot", "snapshot info")
+    }
+
+    /// A bincode record of this collection's in `meta`, if present.
+    fn meta_record<T: DeserializeOwned>(
+        &self,
+        key: &str,
+        what: &str,
+    ) -> Result<Option<T>, IndexError> {
         match self
             .meta
-            .get(self.meta_key("snapshot"))
+            .get(self.meta_key(key))
             .map_err(|e| self.store_err(e))?
         {
-            Some(bytes) => Ok(Some(self.decode(&bytes, "snapshot info")?)),
+            Some(bytes) => Ok(Some(self.decode(&bytes, what)?)),
             None => Ok(None),
         }
     }
