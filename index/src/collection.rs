@@ -695,14 +695,41 @@ impl Collection {
         })??;
         self.flush()?;
         // Only now that meta points elsewhere may the old files go.
-        let old_files = old.iter().flat_map(|o| o.files(&self.graph_dir));
-        let old_view = old_view.map(|v| self.graph_dir.join(v.file));
-        for file in old_files.chain(old_view) {
-            match std::fs::remove_file(&file) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(IndexError::io(file, e))
+        self.remove_unreferenced_files()
+    }
+
+    /// Deletes this collection's graph files that meta no longer names: the snapshot and
+    /// view just replaced, and any left half-written by a run killed while writing them
+    /// (all are named `<collection>-<seq>...` by `checkpoint`).
+    fn remove_unreferenced_files(&self) -> Result<(), IndexError> {
+        let mut keep: Vec<PathBuf> = Vec::new();
+        if let Some(info) = self.snapshot_info()? {
+            keep.extend(info.files(&self.graph_dir));
+        }
+        if let Some(view) = self.view_info()? {
+            keep.push(self.graph_dir.join(view.file));
+        }
+        let prefix = format!("{}-", self.names.name);
+        let entries = match std::fs::read_dir(&self.graph_dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(IndexError::io(&self.graph_dir, e)),
+        };
+        for entry in entries {
+            let path = entry
+                .map_err(|e| IndexError::io(&self.graph_dir, e))?
+                .path();
+            let ours = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&prefix));
+            if ours && !keep.contains(&path) {
+                match std::fs::remove_file(&path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(IndexError::io(path, e))
+                    }
+                    _ => {}
                 }
-                _ => {}
             }
         }
         Ok(())

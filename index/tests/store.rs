@@ -410,3 +410,36 @@ fn writes_after_opening_from_the_view_reach_search_and_the_next_snapshot() {
     let stats = index.images().stats().unwrap();
     assert_eq!(stats.graph_points, 150);
 }
+
+#[test]
+fn files_left_by_an_interrupted_checkpoint_are_removed_by_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = Index::open_with(dir.path(), &spec(), graph_options()).unwrap();
+    index.images().upsert_batch(entries(0..50)).unwrap();
+    index.close().unwrap();
+    // What a kill between writing a snapshot and recording it in meta leaves behind.
+    let graph = dir.path().join("graph");
+    for stray in ["images-7.hnsw.graph", "images-7.hnsw.data", "images-7.view"] {
+        std::fs::write(graph.join(stray), b"half-written").unwrap();
+    }
+    std::fs::write(graph.join("notes.txt"), b"not ours").unwrap();
+
+    let index = Index::open_with(dir.path(), &spec(), graph_options()).unwrap();
+    assert_eq!(index.open_report().images, GraphStatus::Loaded);
+    index.images().upsert_batch(entries(50..60)).unwrap();
+    index.close().unwrap();
+
+    let names: Vec<String> = graph_files(dir.path())
+        .iter()
+        .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 4, "{names:?}");
+    assert!(names.contains(&"notes.txt".to_string()), "{names:?}");
+    assert!(
+        names.iter().all(|n| !n.starts_with("images-7")),
+        "{names:?}"
+    );
+    let index = Index::open_with(dir.path(), &spec(), graph_options()).unwrap();
+    assert_eq!(index.open_report().images, GraphStatus::Loaded);
+    assert_eq!(index.images().len(), 60);
+}
