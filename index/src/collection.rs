@@ -11,7 +11,7 @@ use sled::{Db, Tree};
 
 use crate::exact::{score_chunk, Scored, TopK, CHUNK};
 use crate::graph::{Graph, HnswParams, SnapshotInfo};
-use crate::view::{View, ViewInfo};
+use crate::view::{self, View, ViewInfo};
 use crate::{Id, IndexError, IndexOptions};
 
 /// What identifies a file's content, so unchanged files are skipped and duplicates reuse a vector.
@@ -129,6 +129,9 @@ pub struct CollectionStats {
     pub generation: u64,
     /// The generation the on-disk snapshot covers, if there is one.
     pub snapshot_generation: Option<u64>,
+    /// Whether searches run on the search view mapped at open (until the first write swaps
+    /// hnsw_rs's graph in).
+    pub searching_view: bool,
 }
 
 /// The ids that have a live record: a bitset, since ids are dense counters.
@@ -632,6 +635,7 @@ impl Collection {
             tombstones: graph_points.saturating_sub(live),
             generation: self.generation()?,
             snapshot_generation: self.snapshot_info()?.map(|s| s.generation),
+            searching_view: matches!(*read(&self.graph), Searcher::View(_)),
         })
     }
 
@@ -673,17 +677,13 @@ impl Collection {
                     .map_err(|e| self.store_err(e))?,
             )?;
             // Named after the snapshot's basename, which hnsw_rs made unique.
+            let file = format!("{}.view", info.basename);
+            let checksum =
+                view::write(graph, self.dim, &self.graph_dir.join(&file))?.unwrap_or((0, 0));
             let view = ViewInfo {
-                file: format!("{}.view", info.basename),
+                file,
                 generation,
-                checksum: (0, 0),
-            };
-            let view = match View::from_graph(graph, self.dim) {
-                Some(v) => ViewInfo {
-                    checksum: v.write(&self.graph_dir.join(&view.file))?,
-                    ..view
-                },
-                None => view,
+                checksum,
             };
             self.meta
                 .insert(&snapshot_key, encode(&info))

@@ -108,51 +108,6 @@ impl PartialEq for Near {
 impl Eq for Near {}
 
 impl View {
-    /// Copies `graph`'s nodes, links and vectors. `None` for an empty graph.
-    pub fn from_graph(graph: &Graph, dim: usize) -> Option<View> {
-        let capacity = graph.len();
-        if capacity == 0 {
-            return None;
-        }
-        let mut ids = Vec::with_capacity(capacity);
-        let mut vectors = Vec::with_capacity(capacity * dim);
-        let mut neighbours = Vec::with_capacity(capacity);
-        graph.visit(|id, vector, links| {
-            ids.push(id);
-            vectors.extend_from_slice(vector);
-            neighbours.push(links);
-        });
-        let node_of: HashMap<Id, u32> = ids
-            .iter()
-            .enumerate()
-            .map(|(node, &id)| (id, node as u32))
-            .collect();
-        let top = neighbours.iter().map(Vec::len).max()?;
-        let layers = (0..top)
-            .map(|layer| {
-                let mut offsets = Vec::with_capacity(ids.len() + 1);
-                let mut links = Vec::new();
-                offsets.push(0);
-                for node_links in &neighbours {
-                    if let Some(layer_links) = node_links.get(layer) {
-                        links.extend(layer_links.iter().filter_map(|id| node_of.get(id)));
-                    }
-                    offsets.push(links.len() as u32);
-                }
-                Csr { offsets, links }
-            })
-            .collect();
-        // Any node of the top layer is a valid entry: the greedy descent starts there.
-        let entry = neighbours.iter().position(|l| l.len() == top)? as u32;
-        Some(View {
-            dim,
-            entry,
-            ids,
-            layers,
-            vectors: Vectors::Owned(vectors),
-        })
-    }
-
     /// Nodes in the view (tombstones included).
     pub fn len(&self) -> usize {
         self.ids.len()
@@ -251,41 +206,7 @@ impl View {
         best.into_sorted_vec()
     }
 
-    /// Writes the view to `path`; returns its CRC-32 and length.
-    pub fn write(&self, path: &Path) -> Result<(u32, u64), IndexError> {
-        let io = |e| IndexError::io(path, e);
-        let file = std::fs::File::create(path).map_err(io)?;
-        let mut out = Checksummed::new(BufWriter::with_capacity(1 << 20, file));
-        out.write_all(MAGIC).map_err(io)?;
-        let header = [
-            self.ids.len(),
-            self.dim,
-            self.layers.len(),
-            self.entry as usize,
-        ];
-        for value in header {
-            out.write_all(&(value as u64).to_le_bytes()).map_err(io)?;
-        }
-        for id in &self.ids {
-            out.write_all(&id.to_le_bytes()).map_err(io)?;
-        }
-        for layer in &self.layers {
-            out.write_all(&(layer.links.len() as u64).to_le_bytes())
-                .map_err(io)?;
-            for v in layer.offsets.iter().chain(&layer.links) {
-                out.write_all(&v.to_le_bytes()).map_err(io)?;
-            }
-        }
-        for v in self.vectors.as_slice() {
-            out.write_all(&v.to_le_bytes()).map_err(io)?;
-        }
-        let (crc, len, writer) = out.finish();
-        let file = writer.into_inner().map_err(|e| io(e.into_error()))?;
-        file.sync_all().map_err(io)?;
-        Ok((crc, len))
-    }
-
-    /// Maps a view written by [`View::write`], checking its checksum, its length, its vector
+    /// Maps a view written by [`write`], checking its checksum, its length, its vector
     /// width and that every link points at a node. The vectors stay in the map (no copy, no
     /// fresh pages to clear: this is most of what opening a large index costs). The error is
     /// a reason for a report.
@@ -304,7 +225,85 @@ impl View {
     }
 }
 
-/// Reads the layout [`View::write`] writes.
+/// Writes `graph`'s search view to `path` and returns its CRC-32 and length, or `None` for an
+/// empty graph. Streams from the graph: links are gathered first (ids need numbering before
+/// they can be written as nodes), vectors are copied straight to the file on a second pass,
+/// so writing costs no second copy of every vector in memory.
+pub(crate) fn write(
+    graph: &Graph,
+    dim: usize,
+    path: &Path,
+) -> Result<Option<(u32, u64)>, IndexError> {
+    let mut ids = Vec::with_capacity(graph.len());
+    let mut neighbours = Vec::with_capacity(graph.len());
+    graph.visit(|id, _, links| {
+        ids.push(id);
+        neighbours.push(links);
+    });
+    let Some(top) = neighbours.iter().map(Vec::len).max() else {
+        return Ok(None);
+    };
+    let node_of: HashMap<Id, u32> = ids
+        .iter()
+        .enumerate()
+        .map(|(node, &id)| (id, node as u32))
+        .collect();
+    // Any node of the top layer is a valid entry: the greedy descent starts there.
+    let entry = neighbours.iter().position(|l| l.len() == top).unwrap_or(0);
+
+    let io = |e| IndexError::io(path, e);
+    let file = std::fs::File::create(path).map_err(io)?;
+    let mut out = Checksummed::new(BufWriter::with_capacity(1 << 20, file));
+    out.write_all(MAGIC).map_err(io)?;
+    for value in [ids.len(), dim, top, entry] {
+        out.write_all(&(value as u64).to_le_bytes()).map_err(io)?;
+    }
+    for id in &ids {
+        out.write_all(&id.to_le_bytes()).map_err(io)?;
+    }
+    for layer in 0..top {
+        let mut offsets = Vec::with_capacity(ids.len() + 1);
+        let mut links = Vec::new();
+        offsets.push(0u32);
+        for node_links in &neighbours {
+            if let Some(layer_links) = node_links.get(layer) {
+                links.extend(layer_links.iter().filter_map(|id| node_of.get(id)));
+            }
+            offsets.push(links.len() as u32);
+        }
+        out.write_all(&(links.len() as u64).to_le_bytes())
+            .map_err(io)?;
+        for v in offsets.iter().chain(&links) {
+            out.write_all(&v.to_le_bytes()).map_err(io)?;
+        }
+    }
+    drop(neighbours);
+    let mut node = 0;
+    let mut written = Ok(());
+    graph.visit(|id, vector, _| {
+        // The graph cannot change in between (checkpoints hold the writer lock), so the
+        // second pass meets the nodes in the same order; checked rather than assumed.
+        if written.is_ok() && ids.get(node) != Some(&id) {
+            written = Err(IndexError::Snapshot {
+                path: path.to_path_buf(),
+                message: "the graph changed while its view was written".into(),
+            });
+        }
+        for v in vector {
+            if written.is_ok() {
+                written = out.write_all(&v.to_le_bytes()).map_err(io);
+            }
+        }
+        node += 1;
+    });
+    written?;
+    let (crc, len, writer) = out.finish();
+    let file = writer.into_inner().map_err(|e| io(e.into_error()))?;
+    file.sync_all().map_err(io)?;
+    Ok(Some((crc, len)))
+}
+
+/// Reads the layout [`write`] writes.
 fn parse(map: memmap2::Mmap, dim: usize) -> Result<View, String> {
     let mut at = Cursor {
         bytes: &map,

@@ -112,6 +112,9 @@ proptest! {
                     index.close().unwrap();
                     index = open(dir.path(), exact_threshold);
                     prop_assert!(!index.open_report().images.is_repair());
+                    // A closed, non-empty graph reopens as its search view.
+                    let stats = index.images().stats().unwrap();
+                    prop_assert_eq!(stats.searching_view, stats.graph_points > 0);
                 }
                 Op::Checkpoint => index.checkpoint().unwrap(),
             }

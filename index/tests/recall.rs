@@ -91,6 +91,7 @@ fn hnsw_recall_at_10_is_at_least_095() {
     index.close().unwrap();
     let index = Index::open_with(dir.path(), &spec, options).unwrap();
     assert_eq!(index.open_report().images, GraphStatus::Loaded);
+    assert!(index.images().stats().unwrap().searching_view);
     let recall = recall_at_k(&index, &queries);
     eprintln!("recall@{K} = {recall:.3} (search view)");
     assert!(recall >= 0.95, "recall@{K} = {recall:.3}");

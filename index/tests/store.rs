@@ -368,6 +368,7 @@ fn corrupt_view_falls_back_to_the_graph_snapshot_and_is_rewritten() {
     let index = Index::open_with(dir.path(), &spec(), graph_options()).unwrap();
     // The graph snapshot itself was intact: nothing to repair or announce.
     assert_eq!(index.open_report().images, GraphStatus::Loaded);
+    assert!(!index.images().stats().unwrap().searching_view);
     assert_eq!(
         index.images().search(&unit(42), 1, None).unwrap()[0].key,
         b"/p/0042.jpg"
@@ -379,6 +380,7 @@ fn corrupt_view_falls_back_to_the_graph_snapshot_and_is_rewritten() {
     drop(index);
     let index = Index::open_with(dir.path(), &spec(), graph_options()).unwrap();
     assert_eq!(index.open_report().images, GraphStatus::Loaded);
+    assert!(index.images().stats().unwrap().searching_view);
     assert_eq!(graph_files(dir.path()), new_files);
     assert_eq!(
         index.images().search(&unit(7), 1, None).unwrap()[0].key,
@@ -394,7 +396,9 @@ fn writes_after_opening_from_the_view_reach_search_and_the_next_snapshot() {
     index.close().unwrap();
 
     let index = Index::open_with(dir.path(), &spec(), graph_options()).unwrap();
+    assert!(index.images().stats().unwrap().searching_view);
     index.images().upsert_batch(entries(100..150)).unwrap();
+    assert!(!index.images().stats().unwrap().searching_view);
     index.images().remove(&[b"/p/0042.jpg"]).unwrap();
     let top = |index: &Index, n: usize| index.images().search(&unit(n), 1, None).unwrap();
     assert_eq!(top(&index, 120)[0].key, b"/p/0120.jpg");
@@ -403,6 +407,7 @@ fn writes_after_opening_from_the_view_reach_search_and_the_next_snapshot() {
 
     let index = Index::open_with(dir.path(), &spec(), graph_options()).unwrap();
     assert_eq!(index.open_report().images, GraphStatus::Loaded);
+    assert!(index.images().stats().unwrap().searching_view);
     assert_eq!(index.images().len(), 149);
     assert_eq!(top(&index, 120)[0].key, b"/p/0120.jpg");
     assert_eq!(top(&index, 7)[0].key, b"/p/0007.jpg");
