@@ -71,6 +71,11 @@ impl Query {
         self.terms.iter().any(|t| !matches!(t.term, Term::Text(_)))
     }
 
+    /// Whether embedding the query needs the text tower.
+    pub fn has_texts(&self) -> bool {
+        self.terms.iter().any(|t| matches!(t.term, Term::Text(_)))
+    }
+
     /// The query's vector: the normalised weighted sum of its terms' embeddings.
     pub fn embed(&self, clip: &Clip) -> Result<Embedding, Error> {
         let texts: Vec<&str> = self

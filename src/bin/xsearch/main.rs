@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use xsearch::{Clip, Engine, EngineConfig, Query, Term};
+use xsearch::{Clip, Engine, EngineConfig};
 
 use crate::args::{Cli, Command, GlobalArgs, TextsCommand};
 use crate::output::Printer;
@@ -65,10 +65,11 @@ fn run(cli: Cli) -> Result<Outcome> {
             commands::index::run(&engine, args, global.quiet, &mut printer)
         }
         Command::Query(args) => {
-            let has_text = Query::parse(&args.words.join(" "))
-                .is_ok_and(|q| q.terms.iter().any(|t| matches!(t.term, Term::Text(_))));
-            let engine = open_engine(global, false, has_text, &download)?;
-            let outcome = commands::query::run(&engine, args, &mut printer)?;
+            // Parsed before anything loads: a syntax error costs nothing, and whether the
+            // text tower is needed decides what to load while the index opens.
+            let query = commands::query::parse(args)?;
+            let engine = open_engine(global, false, query.has_texts(), &download)?;
+            let outcome = commands::query::run(&engine, &query, args, &mut printer)?;
             exit_without_teardown(engine)?;
             Ok(outcome)
         }

@@ -28,7 +28,8 @@ struct TextRecord<'a> {
 /// Thumbnail size in terminal cells.
 const PREVIEW_CELLS: (u16, u16) = (24, 8);
 
-pub fn run(engine: &Engine, args: &QueryArgs, printer: &mut Printer) -> Result<Outcome> {
+/// The query the arguments describe: the words in the query syntax, plus each `--image`.
+pub fn parse(args: &QueryArgs) -> Result<Query> {
     let mut query = if args.words.is_empty() {
         Query::default()
     } else {
@@ -37,6 +38,15 @@ pub fn run(engine: &Engine, args: &QueryArgs, printer: &mut Printer) -> Result<O
     for image in &args.images {
         query = query.with(1.0, Term::ImagePath(image.clone()));
     }
+    Ok(query)
+}
+
+pub fn run(
+    engine: &Engine,
+    query: &Query,
+    args: &QueryArgs,
+    printer: &mut Printer,
+) -> Result<Outcome> {
     let collection = if args.texts {
         engine.index().texts()
     } else {
@@ -56,7 +66,7 @@ pub fn run(engine: &Engine, args: &QueryArgs, printer: &mut Printer) -> Result<O
         return Ok(Outcome::NothingFound);
     }
     let found = if args.texts {
-        let hits = engine.search_texts(&query, args.top)?;
+        let hits = engine.search_texts(query, args.top)?;
         for (i, hit) in hits.iter().enumerate() {
             let record = TextRecord {
                 rank: i + 1,
@@ -67,7 +77,7 @@ pub fn run(engine: &Engine, args: &QueryArgs, printer: &mut Printer) -> Result<O
         }
         !hits.is_empty()
     } else {
-        let hits = engine.search(&query, args.top, args.within.as_deref())?;
+        let hits = engine.search(query, args.top, args.within.as_deref())?;
         let protocol = Protocol::detect(|name| std::env::var(name).ok());
         for (i, hit) in hits.iter().enumerate() {
             let path = hit.path.to_string_lossy();
