@@ -42,6 +42,18 @@ pub struct ConvShape {
 }
 
 impl ConvShape {
+    /// A `k`×`k` kernel (every convolution of a ResNet).
+    pub fn square(out_c: usize, in_c: usize, k: usize, stride: usize, padding: usize) -> Self {
+        Self {
+            out_c,
+            in_c,
+            kh: k,
+            kw: k,
+            stride,
+            padding,
+        }
+    }
+
     /// Output height and width for an `h`×`w` input, or `None` when the kernel does not fit.
     pub fn output_size(&self, h: usize, w: usize) -> Option<(usize, usize)> {
         let ph = h + 2 * self.padding;

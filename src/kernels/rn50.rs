@@ -20,14 +20,7 @@ pub struct TowerConv {
 /// three stem convs, then per stage a 1×1 reduce, a stride-1 3×3 at the stage's input size
 /// (block 0) or output size (the rest), the 1×1 expand and the 1×1 downsample after pooling.
 pub fn rn50_convs() -> Vec<TowerConv> {
-    let conv = |out_c, in_c, k, stride, padding| ConvShape {
-        out_c,
-        in_c,
-        kh: k,
-        kw: k,
-        stride,
-        padding,
-    };
+    let conv = ConvShape::square;
     let mut v = vec![
         TowerConv {
             name: "stem.conv1",

@@ -142,14 +142,7 @@ fn case_strategy(
     )
         .prop_map(
             |((out_c, in_c, k, stride, padding), (n, h, w), (residual, relu, seed))| Case {
-                shape: ConvShape {
-                    out_c,
-                    in_c,
-                    kh: k,
-                    kw: k,
-                    stride,
-                    padding,
-                },
+                shape: ConvShape::square(out_c, in_c, k, stride, padding),
                 n,
                 h,
                 w,
@@ -277,14 +270,7 @@ proptest! {
 #[test]
 fn winograd_error_at_rn50_width() {
     let case = Case {
-        shape: ConvShape {
-            out_c: 64,
-            in_c: 64,
-            kh: 3,
-            kw: 3,
-            stride: 1,
-            padding: 1,
-        },
+        shape: ConvShape::square(64, 64, 3, 1, 1),
         n: 1,
         h: 14,
         w: 15,
@@ -304,14 +290,7 @@ fn winograd_error_at_rn50_width() {
 
 #[test]
 fn auto_picks_winograd_for_3x3_stride_1_only() {
-    let conv3 = ConvShape {
-        out_c: 4,
-        in_c: 4,
-        kh: 3,
-        kw: 3,
-        stride: 1,
-        padding: 1,
-    };
+    let conv3 = ConvShape::square(4, 4, 3, 1, 1);
     let w = vec![0.0; 4 * 4 * 9];
     assert!(matches!(Conv2d::new(&w, &[0.0; 4], conv3).map(|c| c.shape()), Ok(s) if s == conv3));
     let strided = ConvShape { stride: 2, ..conv3 };
@@ -326,14 +305,7 @@ fn auto_picks_winograd_for_3x3_stride_1_only() {
 
 #[test]
 fn wrong_lengths_are_named() {
-    let s = ConvShape {
-        out_c: 2,
-        in_c: 3,
-        kh: 1,
-        kw: 1,
-        stride: 1,
-        padding: 0,
-    };
+    let s = ConvShape::square(2, 3, 1, 1, 0);
     let err = Conv2d::new(&[0.0; 5], &[0.0; 2], s)
         .err()
         .map(|e| e.to_string());

@@ -104,14 +104,7 @@ impl ConvBn {
         let scale = gamma.div(&(var + BN_EPS)?.sqrt()?)?;
         let weight = weight.broadcast_mul(&scale.reshape((out_channels, 1, 1, 1))?)?;
         let bias = beta.sub(&mean.mul(&scale)?)?;
-        let shape = ConvShape {
-            out_c: out_channels,
-            in_c: in_channels,
-            kh: kernel,
-            kw: kernel,
-            stride,
-            padding: kernel / 2,
-        };
+        let shape = ConvShape::square(out_channels, in_channels, kernel, stride, kernel / 2);
         let conv = Conv2d::new(
             &weight.flatten_all()?.to_vec1::<f32>()?,
             &bias.to_vec1::<f32>()?,
