@@ -48,7 +48,7 @@ mod graph;
 mod view;
 
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use sled::{Db, Tree};
@@ -145,6 +145,29 @@ pub struct Index {
 /// (at most `exact_threshold` vectors, 20 MB at 1024-d) stream through, so 64 MiB is plenty.
 const STORE_CACHE_BYTES: u64 = 64 << 20;
 
+/// How long opening waits for the store's lock before reporting [`IndexError::Locked`]. sled
+/// releases the lock from a background thread a moment after its last handle is dropped, so
+/// an index closed by this process can look locked for a few milliseconds; another process
+/// holding it still gets the error well within a second.
+const LOCK_WAIT: Duration = Duration::from_millis(300);
+
+fn open_store(path: &Path) -> Result<Db, IndexError> {
+    let deadline = Instant::now() + LOCK_WAIT;
+    loop {
+        let opened = sled::Config::new()
+            .path(path.join("store"))
+            .cache_capacity(STORE_CACHE_BYTES)
+            .open()
+            .map_err(|e| IndexError::store(path, e));
+        match opened {
+            Err(IndexError::Locked { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            opened => return opened,
+        }
+    }
+}
+
 impl Index {
     /// Opens (or creates) the index in `dir` with default options.
     pub fn open(dir: impl AsRef<Path>, spec: &IndexSpec) -> Result<Index, IndexError> {
@@ -164,11 +187,7 @@ impl Index {
     ) -> Result<Index, IndexError> {
         let path = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&path).map_err(|e| IndexError::io(&path, e))?;
-        let db = sled::Config::new()
-            .path(path.join("store"))
-            .cache_capacity(STORE_CACHE_BYTES)
-            .open()
-            .map_err(|e| IndexError::store(&path, e))?;
+        let db = open_store(&path)?;
         let tree = |name: &str| db.open_tree(name).map_err(|e| IndexError::store(&path, e));
         let meta = tree("meta")?;
         let failures = tree("failures")?;
