@@ -5,13 +5,15 @@
 //!     RAYON_NUM_THREADS=2 cargo bench -p xsearch-index --bench hnsw_vs_hnswlib -- target/bench
 //!
 //! Prints one `key value` line per figure: build time (upserts in batches of 1000, then the
-//! snapshot written by `close`), the wall time of `Index::open` on the result (median of 5),
-//! and for each ef the recall@10 and queries/s of 1000 queries on 2 threads (median of 3).
+//! last segment sealed by `close`), the wall time of `Index::open` on the result (median of
+//! 5), and for each ef the recall@10 and queries/s of 1000 queries on 2 threads (median of 3).
+//! `SEGMENT_POINTS` and `EF_CONSTRUCTION` override the index defaults, to measure what
+//! several segments cost a search, or what a cheaper build costs in recall.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use xsearch_index::{Entry, Index, IndexOptions, IndexSpec};
+use xsearch_index::{Entry, HnswParams, Index, IndexOptions, IndexSpec};
 
 const DIM: usize = 1024;
 const K: usize = 10;
@@ -59,10 +61,22 @@ fn row_of(key: &[u8]) -> Option<u32> {
 }
 
 fn options(ef_search: usize) -> IndexOptions {
+    let defaults = IndexOptions::default();
+    let env = |name: &str, default: usize| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
     IndexOptions {
         exact_threshold: 0,
         ef_search,
-        ..IndexOptions::default()
+        segment_points: env("SEGMENT_POINTS", defaults.segment_points),
+        hnsw: HnswParams {
+            ef_construction: env("EF_CONSTRUCTION", defaults.hnsw.ef_construction),
+            ..defaults.hnsw
+        },
+        ..defaults
     }
 }
 
@@ -89,7 +103,7 @@ fn build(dir: &Path, spec: &IndexSpec, points: Vec<Vec<f32>>) -> Result<()> {
     index.close()?;
     let total = start.elapsed().as_secs_f64();
     println!("xsearch upsert_s {upserted:.3}");
-    println!("xsearch snapshot_s {:.3}", total - upserted);
+    println!("xsearch seal_s {:.3}", total - upserted);
     println!("xsearch build_s {total:.3}");
     Ok(())
 }
@@ -158,11 +172,16 @@ fn main() -> Result<()> {
         let index = Index::open_with(&dir, &spec, options(64))?;
         opens.push(start.elapsed().as_secs_f64());
         if index.open_report().images.is_repair() {
-            return Err(format!("{}: the snapshot was not loaded", dir.display()).into());
+            return Err(format!("{}: the segments were not loaded", dir.display()).into());
         }
         index.close()?;
     }
     println!("xsearch open_s {:.4}", median(opens));
+    let segments = Index::open_with(&dir, &spec, options(64))?
+        .stats()?
+        .images
+        .segments;
+    println!("xsearch segments {segments}");
 
     for ef in EFS {
         let index = Index::open_with(&dir, &spec, options(ef))?;

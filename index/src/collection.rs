@@ -1,5 +1,15 @@
-//! One collection of vectors (the images, or the texts): sled holds the records and vectors,
-//! an HNSW graph is derived from them.
+//! One collection of vectors (the images, or the texts): sled holds the records and vectors;
+//! HNSW graphs are derived from them, as segments.
+//!
+//! Every committed vector goes into the *tail*, an hnsw_rs graph in memory. The tail is sealed
+//! into a segment file when it reaches [`IndexOptions::segment_points`] points and at every
+//! checkpoint; sealed segments never change, are mapped from disk and searched in place. So a
+//! writer holds at most one segment's graph in memory whatever the collection's size, opening
+//! never loads an hnsw_rs graph, and a run that adds ten photos to a large library writes one
+//! small file. Checkpoints merge small segments and compact those full of tombstones (see
+//! [`crate::merge`]). A segment that is missing or damaged is rebuilt from the store when the
+//! collection opens, as is any vector that no segment holds (committed by a run that stopped
+//! before its checkpoint).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -10,9 +20,10 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use sled::{Db, Tree};
 
 use crate::exact::{score_chunk, Scored, TopK, CHUNK};
-use crate::graph::{Graph, HnswParams, SnapshotInfo};
-use crate::view::{self, View, ViewInfo};
-use crate::{Id, IndexError, IndexOptions};
+use crate::graph::{Graph, HnswParams};
+use crate::merge::{self, SegmentCounts};
+use crate::segment::{self, Segment, SegmentInfo, SegmentList};
+use crate::{legacy, Id, IndexError, IndexOptions};
 
 /// What identifies a file's content, so unchanged files are skipped and duplicates reuse a vector.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,26 +70,23 @@ pub struct Hit {
 /// A predicate on keys; search returns only records it accepts.
 pub type KeyFilter<'a> = &'a (dyn Fn(&[u8]) -> bool + Sync);
 
-/// How the graph of a collection came to be at open time.
+/// How the graphs of a collection came to be at open time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GraphStatus {
-    /// The collection is empty; there is nothing to load.
+    /// The collection has no segment; there is nothing to load.
     Empty,
-    /// The snapshot matched the data and was loaded as is.
+    /// Every segment loaded as it was written, and together they hold every stored vector.
     Loaded,
-    /// The snapshot was older than the data: it was loaded, the records added since were
-    /// inserted, and a new snapshot was written.
+    /// Vectors committed after the last checkpoint (by a run that was stopped or killed) were
+    /// in no segment: they were inserted into new ones.
     Updated {
-        /// The data generation the old snapshot covered.
-        snapshot_generation: u64,
-        /// The data generation now.
-        generation: u64,
-        /// Vectors inserted to catch up.
+        /// Vectors inserted.
         inserted: usize,
     },
-    /// The graph was rebuilt from the store, and a new snapshot written.
+    /// Segments were unusable (missing, damaged, or an unreadable list of them): the vectors
+    /// they held, and any other vector no segment held, were inserted into new ones.
     Rebuilt {
-        /// Why the snapshot could not be used.
+        /// Why, for the first unusable segment.
         reason: String,
         /// Vectors inserted.
         inserted: usize,
@@ -99,18 +107,17 @@ impl fmt::Display for GraphStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             GraphStatus::Empty => write!(f, "empty"),
-            GraphStatus::Loaded => write!(f, "graph loaded from its snapshot"),
-            GraphStatus::Updated {
-                snapshot_generation,
-                generation,
-                inserted,
-            } => write!(
+            GraphStatus::Loaded => write!(f, "graph loaded from its segments"),
+            GraphStatus::Updated { inserted } => write!(
                 f,
-                "graph snapshot was stale (generation {snapshot_generation}, data at {generation}): \
-                 caught up by inserting {inserted} vectors"
+                "{inserted} vectors committed after the last checkpoint (an interrupted run?) \
+                 were added to the graph"
             ),
             GraphStatus::Rebuilt { reason, inserted } => {
-                write!(f, "graph rebuilt from the store ({inserted} vectors): {reason}")
+                write!(
+                    f,
+                    "graph rebuilt from the store ({inserted} vectors): {reason}"
+                )
             }
         }
     }
@@ -121,17 +128,16 @@ impl fmt::Display for GraphStatus {
 pub struct CollectionStats {
     /// Live records.
     pub live: usize,
-    /// Points in the graph, tombstones included.
+    /// Points in the graphs (sealed segments and the tail), tombstones included.
     pub graph_points: usize,
     /// Graph points whose record was removed or replaced.
     pub tombstones: usize,
     /// Data generation: bumped by every committed batch or removal.
     pub generation: u64,
-    /// The generation the on-disk snapshot covers, if there is one.
-    pub snapshot_generation: Option<u64>,
-    /// Whether searches run on the search view mapped at open (until the first write swaps
-    /// hnsw_rs's graph in).
-    pub searching_view: bool,
+    /// Sealed segments, each an HNSW graph in its own file.
+    pub segments: usize,
+    /// Points in the tail, the graph still in memory (sealed at the next checkpoint).
+    pub unsealed: usize,
 }
 
 /// The ids that have a live record: a bitset, since ids are dense counters.
@@ -147,15 +153,17 @@ impl LiveSet {
         self.bits.get(word).is_some_and(|w| w & (1 << bit) != 0)
     }
 
-    fn insert(&mut self, id: Id) {
+    fn insert(&mut self, id: Id) -> bool {
         let (word, bit) = ((id / 64) as usize, id % 64);
         if word >= self.bits.len() {
             self.bits.resize(word + 1, 0);
         }
-        if self.bits[word] & (1 << bit) == 0 {
+        let fresh = self.bits[word] & (1 << bit) == 0;
+        if fresh {
             self.bits[word] |= 1 << bit;
             self.count += 1;
         }
+        fresh
     }
 
     fn remove(&mut self, id: Id) {
@@ -167,12 +175,21 @@ impl LiveSet {
             }
         }
     }
+
+    /// Every id in the set, ascending.
+    fn iter(&self) -> impl Iterator<Item = Id> + '_ {
+        self.bits.iter().enumerate().flat_map(|(word, &bits)| {
+            (0..64)
+                .filter(move |bit| bits & (1 << bit) != 0)
+                .map(move |bit| word as Id * 64 + bit)
+        })
+    }
 }
 
 /// Names of a collection's trees and meta keys.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Names {
-    /// Prefix of the meta keys and snapshot files.
+    /// Prefix of the meta keys and segment files.
     pub name: &'static str,
     pub records: &'static str,
     pub vectors: &'static str,
@@ -206,6 +223,8 @@ pub(crate) struct Context<'a> {
     pub dim: usize,
     pub options: IndexOptions,
     pub params: HnswParams,
+    /// The index is in format 1, being converted: adopt its search view as a segment.
+    pub converting: bool,
 }
 
 /// A set of keyed vectors with exact and HNSW search. Get one from
@@ -226,39 +245,39 @@ pub struct Collection {
     hashes: Tree,
     ids: Tree,
     live: RwLock<LiveSet>,
-    graph: RwLock<Searcher>,
+    graphs: RwLock<Graphs>,
     writer: Mutex<()>,
 }
 
-/// What searches run on.
-enum Searcher {
-    /// hnsw_rs's graph, which inserts need.
-    Graph(Graph),
-    /// The flat view read from its snapshot file: opening costs a few large reads. Writers
-    /// swap in hnsw_rs's graph first ([`Collection::ensure_graph`]).
-    View(View),
+/// What searches run on: the sealed segments and the tail.
+struct Graphs {
+    /// What meta says about the segments.
+    list: SegmentList,
+    /// The segments themselves, in the order of `list.segments`.
+    segments: Vec<Segment>,
+    /// Vectors committed since the last seal, in this process.
+    tail: Graph,
 }
 
-impl Searcher {
-    fn len(&self) -> usize {
-        match self {
-            Searcher::Graph(g) => g.len(),
-            Searcher::View(v) => v.len(),
-        }
+impl Graphs {
+    fn points(&self) -> usize {
+        self.segments.iter().map(Segment::len).sum::<usize>() + self.tail.len()
     }
 
-    fn search(&self, query: &[f32], knbn: usize, ef: usize) -> Vec<(Id, f32)> {
-        match self {
-            Searcher::Graph(g) => g.search(query, knbn, ef),
-            Searcher::View(v) => v.search(query, knbn, ef),
+    /// The `fetch` nearest points of every graph, as `(id, score)`, unordered.
+    fn search(&self, query: &[f32], fetch: usize, ef: usize) -> Vec<(Id, f32)> {
+        let mut found = self.tail.search(query, fetch, ef);
+        for segment in &self.segments {
+            found.extend(segment.search(query, fetch, ef));
         }
+        found
     }
 }
 
 type TxResult<T> = Result<T, ConflictableTransactionError<IndexError>>;
 
 impl Collection {
-    /// Opens the collection's trees and brings its graph up to date with the store.
+    /// Opens the collection's trees, maps its segments, and repairs what they lack.
     pub(crate) fn open(
         ctx: Context<'_>,
         names: Names,
@@ -282,7 +301,11 @@ impl Collection {
             hashes: tree(names.hashes)?,
             ids: tree(names.ids)?,
             live: RwLock::new(LiveSet::default()),
-            graph: RwLock::new(Searcher::Graph(Graph::new(ctx.params, 0))),
+            graphs: RwLock::new(Graphs {
+                list: SegmentList::default(),
+                segments: Vec::new(),
+                tail: Graph::new(ctx.params, ctx.options.segment_points),
+            }),
             writer: Mutex::new(()),
         };
         {
@@ -292,102 +315,193 @@ impl Collection {
                 live.insert(collection.decode_id(&key)?);
             }
         }
-        let generation = collection.generation()?;
-        let current_view = collection
-            .view_info()?
-            .filter(|info| info.generation == generation);
-        if let Some(info) = &current_view {
-            let path = collection.graph_dir.join(&info.file);
-            if let Ok(view) = View::load(&path, info.checksum, collection.dim) {
-                *write(&collection.graph) = Searcher::View(view);
-                return Ok((collection, GraphStatus::Loaded));
-            }
-        }
-        let status = collection.init_graph()?;
-        // A view for the current data that did not read back is rewritten with the graph.
-        if status.is_repair() || current_view.is_some() {
-            collection.checkpoint(true)?;
-        }
+        let status = collection.load_segments(ctx.converting)?;
         Ok((collection, status))
     }
 
-    /// Swaps hnsw_rs's graph in for the view, loading (or repairing) it as at open. Writers
-    /// call it, holding the writer lock, before they change the store.
-    fn ensure_graph(&self) -> Result<(), IndexError> {
-        if matches!(*read(&self.graph), Searcher::View(_)) {
-            self.init_graph()?;
+    /// Maps the segments meta lists, then inserts every live vector that no usable segment
+    /// holds into new ones: those of missing or damaged segments, and those committed after
+    /// the last seal. Each stored id is checked to be in exactly one segment.
+    fn load_segments(&self, converting: bool) -> Result<GraphStatus, IndexError> {
+        let (mut list, mut problem) = self.stored_list(converting)?;
+        let mut covered = LiveSet::default();
+        let mut segments = Vec::new();
+        list.segments.retain(|info| {
+            let path = self.graph_dir.join(&info.file);
+            let loaded = Segment::load(&path, info.checksum, self.dim).and_then(|segment| {
+                // Marking stops at the first id held twice; such a segment is dropped whole,
+                // so unmark what it marked.
+                let marked = segment
+                    .ids()
+                    .iter()
+                    .take_while(|&&id| covered.insert(id))
+                    .count();
+                if marked == segment.len() {
+                    return Ok(segment);
+                }
+                segment.ids()[..marked]
+                    .iter()
+                    .for_each(|&id| covered.remove(id));
+                Err(format!(
+                    "{}: holds ids another segment holds",
+                    path.display()
+                ))
+            });
+            match loaded {
+                Ok(segment) => {
+                    segments.push(segment);
+                    true
+                }
+                Err(reason) => {
+                    problem.get_or_insert(reason);
+                    false
+                }
+            }
+        });
+        let orphans: Vec<Id> = read(&self.live)
+            .iter()
+            .filter(|&id| !covered.contains(id))
+            .collect();
+        drop(covered);
+        let built = self.build(&mut list, &orphans)?;
+        let changed = !built.is_empty() || problem.is_some() || converting;
+        for (info, segment) in built {
+            list.segments.push(info);
+            segments.push(segment);
         }
+        let status = match problem {
+            Some(reason) => GraphStatus::Rebuilt {
+                reason,
+                inserted: orphans.len(),
+            },
+            None if !orphans.is_empty() => GraphStatus::Updated {
+                inserted: orphans.len(),
+            },
+            None if segments.is_empty() => GraphStatus::Empty,
+            None => GraphStatus::Loaded,
+        };
+        if changed {
+            self.store_list(&list)?;
+            self.flush()?;
+        }
+        let mut graphs = write(&self.graphs);
+        graphs.list = list;
+        graphs.segments = segments;
+        drop(graphs);
+        if changed {
+            self.remove_unreferenced_files()?;
+        }
+        Ok(status)
+    }
+
+    /// The list of segments in meta, and why it cannot be used if it cannot (segments are
+    /// derived data: an unreadable list means rebuilding them, not an error).
+    fn stored_list(&self, converting: bool) -> Result<(SegmentList, Option<String>), IndexError> {
+        let stored = self
+            .meta
+            .get(self.meta_key(SEGMENTS))
+            .map_err(|e| self.store_err(e))?;
+        Ok(match stored {
+            Some(bytes) => match decode::<SegmentList>(&bytes) {
+                Ok(list) => (list, None),
+                Err(e) => (
+                    SegmentList::default(),
+                    Some(format!("the list of segments is unreadable: {e}")),
+                ),
+            },
+            None if converting => {
+                let view = self
+                    .meta
+                    .get(self.meta_key(legacy::VIEW))
+                    .map_err(|e| self.store_err(e))?;
+                match view.as_deref().and_then(legacy::view_as_segment) {
+                    Some(adopted) => (
+                        SegmentList {
+                            files_written: 0,
+                            segments: vec![adopted],
+                        },
+                        None,
+                    ),
+                    None => (
+                        SegmentList::default(),
+                        Some("format 1's graph snapshot is not read by format 2".into()),
+                    ),
+                }
+            }
+            None => (SegmentList::default(), None),
+        })
+    }
+
+    /// Builds segments from the stored vectors of `ids` (a new segment every
+    /// [`IndexOptions::segment_points`]) and writes their files.
+    fn build(
+        &self,
+        list: &mut SegmentList,
+        ids: &[Id],
+    ) -> Result<Vec<(SegmentInfo, Segment)>, IndexError> {
+        let capacity = self.options.segment_points.max(1);
+        let mut built = Vec::new();
+        for part in ids.chunks(capacity) {
+            let graph = Graph::new(self.params, part.len());
+            for chunk in part.chunks(CHUNK) {
+                let mut points = Vec::with_capacity(chunk.len());
+                for &id in chunk {
+                    let vector = self.vector(id)?.ok_or_else(|| {
+                        self.corrupt(format!("{}: no vector for live id {id}", self.names.name))
+                    })?;
+                    points.push((id, vector));
+                }
+                graph.insert(&points);
+            }
+            built.push(self.write_segment(list, &graph)?);
+        }
+        Ok(built)
+    }
+
+    /// Writes `graph` (not empty) as a new segment file and maps it back.
+    fn write_segment(
+        &self,
+        list: &mut SegmentList,
+        graph: &Graph,
+    ) -> Result<(SegmentInfo, Segment), IndexError> {
+        std::fs::create_dir_all(&self.graph_dir).map_err(|e| IndexError::io(&self.graph_dir, e))?;
+        let file = list.fresh_file(self.names.name, &self.graph_dir);
+        let path = self.graph_dir.join(&file);
+        let failed = |message: String| IndexError::Segment {
+            path: path.clone(),
+            message,
+        };
+        let checksum = segment::write(graph, self.dim, &path)?
+            .ok_or_else(|| failed("the graph is empty".into()))?;
+        let segment = Segment::load(&path, checksum, self.dim).map_err(failed)?;
+        Ok((SegmentInfo { file, checksum }, segment))
+    }
+
+    /// Seals the tail into a segment, if it holds any point. Writers call it holding the
+    /// writer lock, so the tail cannot change meanwhile; searches go on during the write.
+    fn seal_tail(&self) -> Result<(), IndexError> {
+        let mut list = read(&self.graphs).list.clone();
+        let sealed = {
+            let graphs = read(&self.graphs);
+            if graphs.tail.len() == 0 {
+                return Ok(());
+            }
+            self.write_segment(&mut list, &graphs.tail)?
+        };
+        list.segments.push(sealed.0);
+        self.store_list(&list)?;
+        self.flush()?;
+        let mut graphs = write(&self.graphs);
+        graphs.list = list;
+        graphs.segments.push(sealed.1);
+        graphs.tail = Graph::new(self.params, self.options.segment_points);
         Ok(())
     }
 
-    /// Runs `f` on hnsw_rs's graph (see [`Collection::ensure_graph`]).
-    fn with_graph<R>(&self, f: impl FnOnce(&Graph) -> R) -> Result<R, IndexError> {
-        self.ensure_graph()?;
-        match &*read(&self.graph) {
-            Searcher::Graph(graph) => Ok(f(graph)),
-            Searcher::View(_) => unreachable!("ensure_graph replaced the view"),
-        }
-    }
-
-    /// Loads the snapshot if it matches the data, catches a stale one up, rebuilds otherwise.
-    fn init_graph(&self) -> Result<GraphStatus, IndexError> {
-        let generation = self.generation()?;
-        let live = read(&self.live).count;
-        let rebuilt = |reason: String| -> Result<GraphStatus, IndexError> {
-            let graph = Graph::new(self.params, live);
-            let inserted = self.insert_stored(&graph, 0)?;
-            *write(&self.graph) = Searcher::Graph(graph);
-            Ok(GraphStatus::Rebuilt { reason, inserted })
-        };
-        match self.snapshot_info()? {
-            None if live == 0 => Ok(GraphStatus::Empty),
-            None => rebuilt("no snapshot".into()),
-            Some(info) if info.generation > generation => rebuilt(format!(
-                "the snapshot covers generation {}, newer than the data's {generation}",
-                info.generation
-            )),
-            Some(info) => match Graph::load(&self.graph_dir, &info) {
-                Ok(graph) if info.generation == generation => {
-                    *write(&self.graph) = Searcher::Graph(graph);
-                    Ok(GraphStatus::Loaded)
-                }
-                Ok(graph) => {
-                    // Ids are never reused and a vector never changes under its id, so the
-                    // stale graph is right for every id it holds: only newer ids are missing.
-                    let inserted = self.insert_stored(&graph, info.next_id)?;
-                    *write(&self.graph) = Searcher::Graph(graph);
-                    Ok(GraphStatus::Updated {
-                        snapshot_generation: info.generation,
-                        generation,
-                        inserted,
-                    })
-                }
-                Err(reason) => rebuilt(format!("unusable snapshot: {reason}")),
-            },
-        }
-    }
-
-    /// Inserts every stored vector with an id of at least `from` into `graph`.
-    fn insert_stored(&self, graph: &Graph, from: Id) -> Result<usize, IndexError> {
-        let mut batch = Vec::with_capacity(CHUNK);
-        let mut inserted = 0;
-        for item in self.vectors.range(from.to_be_bytes()..) {
-            let (key, bytes) = item.map_err(|e| self.store_err(e))?;
-            batch.push((self.decode_id(&key)?, self.decode_vector(&bytes)?));
-            if batch.len() == CHUNK {
-                graph.insert(&batch);
-                inserted += batch.len();
-                batch.clear();
-            }
-        }
-        graph.insert(&batch);
-        Ok(inserted + batch.len())
-    }
-
     /// Stores a batch atomically: records, vectors, ids and hashes land in one sled
-    /// transaction, then the store is flushed to disk, then the graph learns the new vectors.
-    /// A key that already exists is replaced (its old vector becomes a tombstone).
-    /// Returns the new ids, in the order of `entries`.
+    /// transaction, then the store is flushed to disk, then the tail learns the new vectors
+    /// (and is sealed if it is full). A key that already exists is replaced (its old vector
+    /// becomes a tombstone). Returns the new ids, in the order of `entries`.
     pub fn upsert_batch(&self, entries: Vec<Entry>) -> Result<Vec<Id>, IndexError> {
         if entries.is_empty() {
             return Ok(Vec::new());
@@ -400,8 +514,6 @@ impl Collection {
             .map(|e| e.vector.iter().flat_map(|x| x.to_le_bytes()).collect())
             .collect();
         let _writer = lock(&self.writer);
-        // Before the transaction: loading a stale snapshot catches up on stored ids.
-        self.ensure_graph()?;
         let (added, removed) = self.transaction(|meta, records, vector_tree, hashes, ids| {
             let mut next = self.meta_u64(meta.get(self.meta_key("next_id"))?)?;
             let mut added = Vec::with_capacity(entries.len());
@@ -432,7 +544,9 @@ impl Collection {
         self.flush()?;
         {
             let mut live = write(&self.live);
-            added.iter().for_each(|&id| live.insert(id));
+            added.iter().for_each(|&id| {
+                live.insert(id);
+            });
             removed.iter().for_each(|&id| live.remove(id));
         }
         // A key repeated within the batch replaced its own earlier id: that one never
@@ -443,10 +557,16 @@ impl Collection {
             .filter(|(id, _)| !removed.contains(id))
             .map(|(&id, entry)| (id, entry.vector))
             .collect();
-        self.with_graph(|graph| graph.insert(&points))?;
+        let full = {
+            let graphs = read(&self.graphs);
+            graphs.tail.insert(&points);
+            graphs.tail.len() >= self.options.segment_points
+        };
+        if full {
+            self.seal_tail()?;
+        }
         Ok(added)
     }
-
     /// Removes the records of `keys` (missing keys are ignored) in one transaction, then
     /// flushes. Returns how many records were removed.
     pub fn remove<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<usize, IndexError> {
@@ -528,8 +648,8 @@ impl Collection {
     /// The `k` records most similar to `query` (by dot product), best first; ties rank by id.
     ///
     /// Collections of at most [`IndexOptions::exact_threshold`] records are searched exactly,
-    /// larger ones through the HNSW graph (approximate). With a `filter`, only accepted keys
-    /// are returned; when the graph cannot find `k` of them the search falls back to exact.
+    /// larger ones through their HNSW graphs (approximate). With a `filter`, only accepted keys
+    /// are returned; when the graphs cannot find `k` of them the search falls back to exact.
     pub fn search(
         &self,
         query: &[f32],
@@ -543,23 +663,24 @@ impl Collection {
         if self.len() <= self.options.exact_threshold {
             return self.exact_search(query, k, filter);
         }
-        // Tombstones and the filter drop candidates, so ask the graph for spares then.
+        // Tombstones and the filter drop candidates, so ask the graphs for spares then.
         let mut fetch = {
-            let graph_points = read(&self.graph).len();
-            if filter.is_none() && graph_points == self.len() {
+            let points = read(&self.graphs).points();
+            if filter.is_none() && points == self.len() {
                 k
             } else {
                 2 * k + 16
             }
         };
         loop {
-            let graph_points = read(&self.graph).len();
-            if fetch >= graph_points {
-                return self.exact_search(query, k, filter);
-            }
             let mut found: Vec<Scored> = {
+                let graphs = read(&self.graphs);
+                if fetch >= graphs.points() {
+                    drop(graphs);
+                    return self.exact_search(query, k, filter);
+                }
                 let live = read(&self.live);
-                read(&self.graph)
+                graphs
                     .search(query, fetch, self.options.ef_search)
                     .into_iter()
                     .filter(|&(id, _)| live.contains(id))
@@ -628,87 +749,106 @@ impl Collection {
     /// Counts for `xsearch status`.
     pub fn stats(&self) -> Result<CollectionStats, IndexError> {
         let live = self.len();
-        let graph_points = read(&self.graph).len();
+        let graphs = read(&self.graphs);
+        let graph_points = graphs.points();
         Ok(CollectionStats {
             live,
             graph_points,
             tombstones: graph_points.saturating_sub(live),
             generation: self.generation()?,
-            snapshot_generation: self.snapshot_info()?.map(|s| s.generation),
-            searching_view: matches!(*read(&self.graph), Searcher::View(_)),
+            segments: graphs.segments.len(),
+            unsealed: graphs.tail.len(),
         })
     }
 
-    /// Rebuilds the graph if tombstones exceed [`IndexOptions::compact_fraction`], then
-    /// writes a snapshot if the one on disk does not cover the current data, or if `force`
-    /// (the one on disk was found unusable).
-    pub(crate) fn checkpoint(&self, force: bool) -> Result<(), IndexError> {
+    /// Seals the tail, then rebuilds what the merge policy asks for (segments full of
+    /// tombstones, runs of small segments), then deletes the files no longer listed (and any
+    /// left half-written by a killed run).
+    pub(crate) fn checkpoint(&self) -> Result<(), IndexError> {
         let _writer = lock(&self.writer);
-        let compacted = self.compact_if_needed()?;
-        let generation = self.generation()?;
-        let old = self.snapshot_info()?;
-        let old_view = self.view_info()?;
-        let covered = |g: Option<u64>| g == Some(generation);
-        if !force
-            && !compacted
-            && covered(old.as_ref().map(|o| o.generation))
-            && covered(old_view.as_ref().map(|v| v.generation))
-        {
-            return Ok(());
+        self.seal_tail()?;
+        while let Some(chosen) = self.next_rebuild() {
+            self.rebuild(&chosen)?;
         }
-        let snapshot_key = self.meta_key("snapshot");
-        let view_key = self.meta_key("view");
-        self.with_graph(|graph| -> Result<(), IndexError> {
-            if graph.len() == 0 {
-                for key in [&snapshot_key, &view_key] {
-                    self.meta.remove(key).map_err(|e| self.store_err(e))?;
-                }
-                return Ok(());
-            }
-            std::fs::create_dir_all(&self.graph_dir)
-                .map_err(|e| IndexError::io(&self.graph_dir, e))?;
-            let seq = old.as_ref().map_or(0, |o| o.seq + 1);
-            let basename = format!("{}-{seq}", self.names.name);
-            let mut info = graph.dump(&self.graph_dir, seq, &basename)?;
-            info.generation = generation;
-            info.next_id = self.meta_u64(
-                self.meta
-                    .get(self.meta_key("next_id"))
-                    .map_err(|e| self.store_err(e))?,
-            )?;
-            // Named after the snapshot's basename, which hnsw_rs made unique.
-            let file = format!("{}.view", info.basename);
-            let checksum =
-                view::write(graph, self.dim, &self.graph_dir.join(&file))?.unwrap_or((0, 0));
-            let view = ViewInfo {
-                file,
-                generation,
-                checksum,
-            };
-            self.meta
-                .insert(&snapshot_key, encode(&info))
-                .map_err(|e| self.store_err(e))?;
-            self.meta
-                .insert(&view_key, encode(&view))
-                .map_err(|e| self.store_err(e))?;
-            Ok(())
-        })??;
-        self.flush()?;
-        // Only now that meta points elsewhere may the old files go.
         self.remove_unreferenced_files()
     }
 
-    /// Deletes this collection's graph files that meta no longer names: the snapshot and
-    /// view just replaced, and any left half-written by a run killed while writing them
-    /// (all are named `<collection>-<seq>...` by `checkpoint`).
+    fn next_rebuild(&self) -> Option<Vec<usize>> {
+        let graphs = read(&self.graphs);
+        let live = read(&self.live);
+        let counts: Vec<SegmentCounts> = graphs
+            .segments
+            .iter()
+            .map(|segment| SegmentCounts {
+                nodes: segment.len(),
+                live: segment
+                    .ids()
+                    .iter()
+                    .filter(|&&id| live.contains(id))
+                    .count(),
+            })
+            .collect();
+        merge::next_rebuild(
+            &counts,
+            self.options.segment_points,
+            self.options.compact_fraction,
+        )
+    }
+
+    /// Replaces the segments at `chosen` (indices into the list) by segments built from
+    /// their live vectors. The new files are listed before the old ones are deleted.
+    fn rebuild(&self, chosen: &[usize]) -> Result<(), IndexError> {
+        let (mut list, ids) = {
+            let graphs = read(&self.graphs);
+            let live = read(&self.live);
+            let mut ids: Vec<Id> = chosen
+                .iter()
+                .flat_map(|&i| graphs.segments[i].ids())
+                .copied()
+                .filter(|&id| live.contains(id))
+                .collect();
+            ids.sort_unstable();
+            (graphs.list.clone(), ids)
+        };
+        let built = self.build(&mut list, &ids)?;
+        let keep = |i: &usize| !chosen.contains(i);
+        let (new_infos, new_segments): (Vec<SegmentInfo>, Vec<Segment>) = built.into_iter().unzip();
+        list.segments = (0..list.segments.len())
+            .filter(keep)
+            .map(|i| list.segments[i].clone())
+            .chain(new_infos)
+            .collect();
+        // Meta first: until it is flushed, the old segments are the ones on record.
+        self.store_list(&list)?;
+        self.flush()?;
+        let mut graphs = write(&self.graphs);
+        let kept = std::mem::take(&mut graphs.segments)
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| keep(i))
+            .map(|(_, segment)| segment);
+        graphs.segments = kept.chain(new_segments).collect();
+        graphs.list = list;
+        Ok(())
+    }
+
+    fn store_list(&self, list: &SegmentList) -> Result<(), IndexError> {
+        self.meta
+            .insert(self.meta_key(SEGMENTS), encode(list))
+            .map_err(|e| self.store_err(e))?;
+        Ok(())
+    }
+
+    /// Deletes this collection's graph files that meta does not list: segments replaced by a
+    /// merge, files half-written by a killed run, and format 1's graph snapshots (all are
+    /// named `<collection>-...`).
     fn remove_unreferenced_files(&self) -> Result<(), IndexError> {
-        let mut keep: Vec<PathBuf> = Vec::new();
-        if let Some(info) = self.snapshot_info()? {
-            keep.extend(info.files(&self.graph_dir));
-        }
-        if let Some(view) = self.view_info()? {
-            keep.push(self.graph_dir.join(view.file));
-        }
+        let keep: Vec<PathBuf> = read(&self.graphs)
+            .list
+            .segments
+            .iter()
+            .map(|info| self.graph_dir.join(&info.file))
+            .collect();
         let prefix = format!("{}-", self.names.name);
         let entries = match std::fs::read_dir(&self.graph_dir) {
             Ok(entries) => entries,
@@ -733,20 +873,6 @@ impl Collection {
             }
         }
         Ok(())
-    }
-
-    /// Rebuilds the graph from the store when tombstones exceed the configured fraction.
-    fn compact_if_needed(&self) -> Result<bool, IndexError> {
-        let live = self.len();
-        let points = read(&self.graph).len();
-        let tombstones = points.saturating_sub(live);
-        if tombstones == 0 || (tombstones as f64) <= self.options.compact_fraction * points as f64 {
-            return Ok(false);
-        }
-        let graph = Graph::new(self.params, live);
-        self.insert_stored(&graph, 0)?;
-        *write(&self.graph) = Searcher::Graph(graph);
-        Ok(true)
     }
 
     /// Removes an old record's vector, id and hash entries inside a transaction.
@@ -807,30 +933,6 @@ impl Collection {
         )
     }
 
-    fn view_info(&self) -> Result<Option<ViewInfo>, IndexError> {
-        self.meta_record("view", "view info")
-    }
-
-    fn snapshot_info(&self) -> Result<Option<SnapshotInfo>, IndexError> {
-        self.meta_record("snapshot", "snapshot info")
-    }
-
-    /// A bincode record of this collection's in `meta`, if present.
-    fn meta_record<T: DeserializeOwned>(
-        &self,
-        key: &str,
-        what: &str,
-    ) -> Result<Option<T>, IndexError> {
-        match self
-            .meta
-            .get(self.meta_key(key))
-            .map_err(|e| self.store_err(e))?
-        {
-            Some(bytes) => Ok(Some(self.decode(&bytes, what)?)),
-            None => Ok(None),
-        }
-    }
-
     fn key_of(&self, id: Id) -> Result<Option<Vec<u8>>, IndexError> {
         Ok(self
             .ids
@@ -860,7 +962,7 @@ impl Collection {
         Ok(())
     }
 
-    fn meta_key(&self, what: &str) -> Vec<u8> {
+    pub(crate) fn meta_key(&self, what: &str) -> Vec<u8> {
         format!("{}.{what}", self.names.name).into_bytes()
     }
 
@@ -913,6 +1015,9 @@ impl Collection {
         IndexError::store(&self.path, e)
     }
 }
+
+/// The meta key (after the collection's prefix) of the segment list.
+const SEGMENTS: &str = "segments";
 
 /// `hashes` keys: the hash's length, the hash, then the id, so one hash can map to several
 /// records and a prefix scan finds them all.

@@ -83,12 +83,12 @@ pub enum IndexError {
         /// What the system reported.
         source: std::io::Error,
     },
-    /// Writing the HNSW snapshot failed.
-    #[error("{}: could not write the graph snapshot: {message}", path.display())]
-    Snapshot {
-        /// The snapshot directory.
+    /// Writing a graph segment failed.
+    #[error("{}: could not write the graph segment: {message}", path.display())]
+    Segment {
+        /// The segment file.
         path: PathBuf,
-        /// What hnsw_rs reported.
+        /// What went wrong.
         message: String,
     },
 }

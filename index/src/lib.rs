@@ -1,4 +1,4 @@
-//! Vector store for xsearch: sled holds the truth, an HNSW graph is derived from it.
+//! Vector store for xsearch: sled holds the truth, HNSW graphs are derived from it.
 //!
 //! ```
 //! use xsearch_index::{Entry, Index, IndexSpec};
@@ -20,32 +20,42 @@
 //!
 //! # Concepts
 //!
-//! - **Index**: a directory holding a sled store (`store/`) and graph snapshots (`graph/`).
+//! - **Index**: a directory holding a sled store (`store/`) and graph segments (`graph/`).
 //!   It carries a format version, the model fingerprint and the embedding dimension; opening
 //!   it with another model or dimension is [`IndexError::ModelMismatch`].
 //! - **Collection**: keyed vectors. An index has two: [`Index::images`] (keys are path bytes)
 //!   and [`Index::texts`] (keys are UTF-8 texts, for image → text search).
-//! - **Id**: every upsert gives its vector a fresh [`Id`] from a counter; ids are never reused.
-//! - **Generation**: a counter bumped by every committed batch or removal. A graph snapshot
-//!   records the generation it covers.
-//! - **Tombstone**: a graph point whose record was removed or replaced. hnsw_rs cannot delete,
-//!   so searches skip them; [`Index::checkpoint`] rebuilds the graph when they exceed
-//!   [`IndexOptions::compact_fraction`].
+//! - **Id**: every upsert gives its vector a fresh [`Id`] from a counter; ids are never reused,
+//!   and the vector under an id never changes.
+//! - **Segment**: an immutable HNSW graph (built by hnsw_rs) over some of a collection's
+//!   vectors, in its own file, mapped when the index opens and searched in place. A search
+//!   asks every segment and merges their answers.
+//! - **Tail**: the graph in memory that new vectors are inserted into. It is sealed into a
+//!   segment when it reaches [`IndexOptions::segment_points`] points and at every checkpoint,
+//!   so a writer's memory is bounded by one segment whatever the collection's size.
+//! - **Tombstone**: a graph point whose record was removed or replaced. Graphs cannot delete,
+//!   so searches skip them; checkpoints rebuild a segment when they exceed
+//!   [`IndexOptions::compact_fraction`] of it, and merge small segments.
+//! - **Generation**: a counter bumped by every committed batch or removal, for callers that
+//!   cache results.
 //!
 //! # Durability
 //!
 //! [`Collection::upsert_batch`] and [`Collection::remove`] commit one sled transaction and
-//! flush it: a kill loses at most the batch in flight. The graph is written to disk only by
-//! [`Index::checkpoint`] and [`Index::close`] (a snapshot costs a full dump, too much per
-//! batch). After a kill, the next open finds a stale snapshot and inserts the vectors added
-//! since ([`GraphStatus::Updated`]); a missing or corrupt one is rebuilt
-//! ([`GraphStatus::Rebuilt`]). [`Index::open_report`] says which, for the caller to print.
+//! flush it: a kill loses at most the batch in flight. Segment files are written and synced
+//! before meta lists them, and deleted only after meta stops listing them. After a kill, the
+//! next open finds the vectors that no segment holds (those of the tail) and inserts them
+//! into new segments ([`GraphStatus::Updated`]); a missing or damaged segment is rebuilt from
+//! the store ([`GraphStatus::Rebuilt`]). [`Index::open_report`] says which, for the caller
+//! to print.
 
 mod collection;
 mod error;
 mod exact;
 mod graph;
-mod view;
+mod legacy;
+mod merge;
+mod segment;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -64,8 +74,8 @@ use collection::{decode, encode, Context, IMAGES, TEXTS};
 /// The id of a stored vector.
 pub type Id = u64;
 
-/// The on-disk format this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The on-disk format this build writes. It also reads format 1, converting it on open.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// What an index is for: vectors of one model, of one dimension.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,8 +93,13 @@ pub struct IndexOptions {
     pub exact_threshold: usize,
     /// Candidate list size of HNSW searches (at least the number of results fetched).
     pub ef_search: usize,
-    /// Rebuild the graph at checkpoint when tombstones exceed this fraction of its points.
+    /// Rebuild a segment at checkpoint when tombstones exceed this fraction of its points.
     pub compact_fraction: f64,
+    /// Points per segment: the tail is sealed when it has this many, and merges build no
+    /// larger segment. It bounds a writer's memory (hnsw_rs holds the tail's vectors plus
+    /// about 2.7 KB per point: some 0.7 GB for 100k 1024-d vectors); searches ask every
+    /// segment, so fewer, larger segments answer faster.
+    pub segment_points: usize,
     /// Graph parameters for a new index; an existing index keeps the ones it was created with.
     pub hnsw: HnswParams,
 }
@@ -95,6 +110,7 @@ impl Default for IndexOptions {
             exact_threshold: 5_000,
             ef_search: 64,
             compact_fraction: 0.2,
+            segment_points: 100_000,
             hnsw: HnswParams::default(),
         }
     }
@@ -107,6 +123,8 @@ pub struct OpenReport {
     pub images: GraphStatus,
     /// The text collection.
     pub texts: GraphStatus,
+    /// The format version the index was in, when opening converted it to [`FORMAT_VERSION`].
+    pub converted_from: Option<u32>,
 }
 
 /// Why a file could not be indexed, and when that was found.
@@ -141,8 +159,8 @@ pub struct Index {
 }
 
 /// sled's page cache. Its default (1 GiB) lets the cache grow with the store, so an ingest's
-/// memory would grow with the library; searches run on the in-memory graph, and exact scans
-/// (at most `exact_threshold` vectors, 20 MB at 1024-d) stream through, so 64 MiB is plenty.
+/// memory would grow with the library; searches run on the segments, and exact scans (at most
+/// `exact_threshold` vectors, 20 MB at 1024-d) stream through, so 64 MiB is plenty.
 const STORE_CACHE_BYTES: u64 = 64 << 20;
 
 /// How long opening waits for the store's lock before reporting [`IndexError::Locked`]. sled
@@ -178,8 +196,9 @@ impl Index {
     ///
     /// Fails with [`IndexError::Locked`] if another process has it open,
     /// [`IndexError::ModelMismatch`] if it was built for another model or dimension, and
-    /// [`IndexError::Incompatible`] if its format version is not [`FORMAT_VERSION`]. The
-    /// graphs are loaded from their snapshots, or repaired: see [`Index::open_report`].
+    /// [`IndexError::Incompatible`] if its format version is neither [`FORMAT_VERSION`] nor
+    /// an older one this build converts. The segments are mapped, or repaired: see
+    /// [`Index::open_report`].
     pub fn open_with(
         dir: impl AsRef<Path>,
         spec: &IndexSpec,
@@ -191,7 +210,8 @@ impl Index {
         let tree = |name: &str| db.open_tree(name).map_err(|e| IndexError::store(&path, e));
         let meta = tree("meta")?;
         let failures = tree("failures")?;
-        let params = check_meta(&path, &meta, spec, options.hnsw)?;
+        let (params, found) = check_meta(&path, &meta, spec, options.hnsw)?;
+        let converting = found != FORMAT_VERSION;
         let ctx = |names| {
             Collection::open(
                 Context {
@@ -202,12 +222,16 @@ impl Index {
                     dim: spec.dim,
                     options,
                     params,
+                    converting,
                 },
                 names,
             )
         };
         let (images, images_status) = ctx(IMAGES)?;
         let (texts, texts_status) = ctx(TEXTS)?;
+        if converting {
+            finish_conversion(&path, &meta, [&images, &texts])?;
+        }
         Ok(Index {
             path,
             spec: spec.clone(),
@@ -218,6 +242,7 @@ impl Index {
             report: OpenReport {
                 images: images_status,
                 texts: texts_status,
+                converted_from: converting.then_some(found),
             },
         })
     }
@@ -296,15 +321,16 @@ impl Index {
         })
     }
 
-    /// Compacts graphs with too many tombstones, writes snapshots that are out of date, and
-    /// flushes everything. Call it at the end of an ingest run.
+    /// Seals the vectors added since the last checkpoint into segments, merges small segments
+    /// and compacts those with too many tombstones, and flushes everything. Call it at the end
+    /// of an ingest run.
     pub fn checkpoint(&self) -> Result<(), IndexError> {
-        self.images.checkpoint(false)?;
-        self.texts.checkpoint(false)?;
+        self.images.checkpoint()?;
+        self.texts.checkpoint()?;
         self.flush()
     }
 
-    /// Makes everything written so far durable, without touching the snapshots.
+    /// Makes everything written so far durable, without sealing the tails.
     pub fn flush(&self) -> Result<(), IndexError> {
         self.db
             .flush()
@@ -324,14 +350,17 @@ const META_MODEL: &str = "model";
 const META_DIM: &str = "dim";
 const META_HNSW: &str = "hnsw";
 
+/// The oldest format version that opening converts (to [`FORMAT_VERSION`]).
+const OLDEST_CONVERTIBLE: u32 = 1;
+
 /// Initialises meta for a new index, or checks an existing one against `spec`; returns the
-/// graph parameters the index was created with.
+/// graph parameters the index was created with, and the format version it is in.
 fn check_meta(
     path: &Path,
     meta: &Tree,
     spec: &IndexSpec,
     hnsw: HnswParams,
-) -> Result<HnswParams, IndexError> {
+) -> Result<(HnswParams, u32), IndexError> {
     let store = |e| IndexError::store(path, e);
     let corrupt = |what: String| IndexError::Corrupt {
         path: path.to_path_buf(),
@@ -347,12 +376,12 @@ fn check_meta(
         meta.insert(META_FORMAT, &FORMAT_VERSION.to_be_bytes())
             .map_err(store)?;
         meta.flush().map_err(store)?;
-        return Ok(hnsw);
+        return Ok((hnsw, FORMAT_VERSION));
     };
     let found = <[u8; 4]>::try_from(version.as_ref())
         .map(u32::from_be_bytes)
         .map_err(|_| corrupt("meta: format version".into()))?;
-    if found != FORMAT_VERSION {
+    if !(OLDEST_CONVERTIBLE..=FORMAT_VERSION).contains(&found) {
         return Err(IndexError::Incompatible {
             path: path.to_path_buf(),
             found,
@@ -375,7 +404,28 @@ fn check_meta(
         });
     }
     let params = meta.get(META_HNSW).map_err(store)?.unwrap_or_default();
-    decode(&params).map_err(|e| corrupt(format!("meta: hnsw parameters: {e}")))
+    let params = decode(&params).map_err(|e| corrupt(format!("meta: hnsw parameters: {e}")))?;
+    Ok((params, found))
+}
+
+/// Ends a conversion once both collections have stored their segment lists: drops the old
+/// format's meta keys and records the new version, atomically. A conversion cut short runs
+/// again on the next open, and picks up the segment lists already stored.
+fn finish_conversion(
+    path: &Path,
+    meta: &Tree,
+    collections: [&Collection; 2],
+) -> Result<(), IndexError> {
+    let mut batch = sled::Batch::default();
+    for collection in collections {
+        for key in legacy::KEYS {
+            batch.remove(collection.meta_key(key));
+        }
+    }
+    batch.insert(META_FORMAT, &FORMAT_VERSION.to_be_bytes());
+    meta.apply_batch(batch)
+        .and_then(|()| meta.flush().map(drop))
+        .map_err(|e| IndexError::store(path, e))
 }
 
 // The CLI shares one index between its embedding and search threads.

@@ -60,41 +60,49 @@ fn hnsw_recall_at_10_is_at_least_095() {
             )
         })
         .collect();
-    let dir = tempfile::tempdir().unwrap();
-    let spec = IndexSpec {
-        model: "recall".into(),
-        dim: DIM,
-    };
-    let options = IndexOptions {
-        exact_threshold: 0,
-        ..IndexOptions::default()
-    };
-    let index = Index::open_with(dir.path(), &spec, options).unwrap();
-    let mut next = 0;
-    while next < POINTS {
-        let batch: Vec<Entry> = (next..(next + 2_000).min(POINTS))
-            .map(|i| Entry {
-                key: format!("/p/{i}").into_bytes(),
-                file: None,
-                vector: sample(&mut rng, &centres),
-            })
-            .collect();
-        next += batch.len();
-        index.images().upsert_batch(batch).unwrap();
-    }
+    let points: Vec<Vec<f32>> = (0..POINTS).map(|_| sample(&mut rng, &centres)).collect();
     let queries: Vec<Vec<f32>> = (0..QUERIES).map(|_| sample(&mut rng, &centres)).collect();
-    let recall = recall_at_k(&index, &queries);
-    eprintln!("recall@{K} = {recall:.3} (hnsw_rs graph)");
-    assert!(recall >= 0.95, "recall@{K} = {recall:.3}");
 
-    // Reopened, searches run on the search view read from its snapshot.
-    index.close().unwrap();
-    let index = Index::open_with(dir.path(), &spec, options).unwrap();
-    assert_eq!(index.open_report().images, GraphStatus::Loaded);
-    assert!(index.images().stats().unwrap().searching_view);
-    let recall = recall_at_k(&index, &queries);
-    eprintln!("recall@{K} = {recall:.3} (search view)");
-    assert!(recall >= 0.95, "recall@{K} = {recall:.3}");
+    // One graph (the default segment size is larger than the collection), then the same
+    // points split over four segments, whose answers each search merges.
+    for (segment_points, segments) in [(IndexOptions::default().segment_points, 1), (5_000, 4)] {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = IndexSpec {
+            model: "recall".into(),
+            dim: DIM,
+        };
+        let options = IndexOptions {
+            exact_threshold: 0,
+            segment_points,
+            ..IndexOptions::default()
+        };
+        let index = Index::open_with(dir.path(), &spec, options).unwrap();
+        for (start, chunk) in points.chunks(2_000).enumerate() {
+            let batch: Vec<Entry> = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, vector)| Entry {
+                    key: format!("/p/{}", start * 2_000 + i).into_bytes(),
+                    file: None,
+                    vector: vector.clone(),
+                })
+                .collect();
+            index.images().upsert_batch(batch).unwrap();
+        }
+        let recall = recall_at_k(&index, &queries);
+        eprintln!("recall@{K} = {recall:.3} ({segments} graphs, before sealing the last)");
+        assert!(recall >= 0.95, "recall@{K} = {recall:.3}");
+
+        // Reopened, searches run on the segment files.
+        index.close().unwrap();
+        let index = Index::open_with(dir.path(), &spec, options).unwrap();
+        assert_eq!(index.open_report().images, GraphStatus::Loaded);
+        let stats = index.images().stats().unwrap();
+        assert_eq!((stats.segments, stats.unsealed), (segments, 0));
+        let recall = recall_at_k(&index, &queries);
+        eprintln!("recall@{K} = {recall:.3} ({segments} segments)");
+        assert!(recall >= 0.95, "recall@{K} = {recall:.3}");
+    }
 }
 
 fn recall_at_k(index: &Index, queries: &[Vec<f32>]) -> f64 {

@@ -1,4 +1,4 @@
-//! Opening, locking, snapshots and bookkeeping of an index directory.
+//! Opening, locking, segments and bookkeeping of an index directory.
 
 use std::path::Path;
 
@@ -36,7 +36,7 @@ fn entries(range: std::ops::Range<usize>) -> Vec<Entry> {
         .collect()
 }
 
-/// Forces the graph path so snapshots matter for search.
+/// Forces the graph path so segments matter for search.
 fn graph_options() -> IndexOptions {
     IndexOptions {
         exact_threshold: 0,
@@ -107,12 +107,30 @@ fn second_open_is_locked() {
     );
 }
 
+fn segment_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    graph_files(dir)
+        .into_iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "seg"))
+        .collect()
+}
+
+fn top_key(index: &Index, seed: usize) -> Vec<u8> {
+    index.images().search(&unit(seed), 1, None).unwrap()[0]
+        .key
+        .clone()
+}
+
+fn key(i: usize) -> Vec<u8> {
+    format!("/p/{i:04}.jpg").into_bytes()
+}
+
 #[test]
-fn snapshot_is_reused_on_reopen() {
+fn segments_are_mapped_on_reopen_and_new_vectors_join_them() {
     let dir = tempfile::tempdir().unwrap();
     let index = Index::open_with(dir.path(), &spec(), graph_options()).unwrap();
     assert_eq!(index.open_report().images, GraphStatus::Empty);
     index.images().upsert_batch(entries(0..300)).unwrap();
+    assert_eq!(index.images().stats().unwrap().unsealed, 300);
     index.close().unwrap();
 
     let index = Index::open_with(dir.path(), &spec(), graph_options()).unwrap();
@@ -123,74 +141,89 @@ fn snapshot_is_reused_on_reopen() {
         (stats.live, stats.graph_points, stats.tombstones),
         (300, 300, 0)
     );
-    assert_eq!(stats.snapshot_generation, Some(stats.generation));
-    // The reloaded graph finds each stored vector as its own best match, and takes inserts.
-    let query = unit(123);
-    assert_eq!(
-        index.images().search(&query, 1, None).unwrap()[0].key,
-        b"/p/0123.jpg"
-    );
+    assert_eq!((stats.segments, stats.unsealed), (1, 0));
+    // The segment finds each stored vector as its own best match; new vectors go to the
+    // tail, which searches see at once.
+    assert_eq!(top_key(&index, 123), key(123));
     index.images().upsert_batch(entries(300..310)).unwrap();
-    let query = unit(305);
-    assert_eq!(
-        index.images().search(&query, 1, None).unwrap()[0].key,
-        b"/p/0305.jpg"
-    );
+    assert_eq!(index.images().stats().unwrap().unsealed, 10);
+    assert_eq!(top_key(&index, 305), key(305));
+    index.close().unwrap();
+
+    let index = Index::open_with(dir.path(), &spec(), graph_options()).unwrap();
+    assert_eq!(index.open_report().images, GraphStatus::Loaded);
+    let stats = index.images().stats().unwrap();
+    assert_eq!((stats.live, stats.segments, stats.unsealed), (310, 2, 0));
+    assert_eq!(segment_files(dir.path()).len(), 2);
+    assert_eq!(top_key(&index, 305), key(305));
+    assert_eq!(top_key(&index, 123), key(123));
 }
 
 #[test]
-fn stale_snapshot_is_caught_up_and_reported() {
+fn opening_a_clean_index_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = Index::open_with(dir.path(), &spec(), graph_options()).unwrap();
+    index.images().upsert_batch(entries(0..100)).unwrap();
+    index.close().unwrap();
+    let modified = |dir: &Path| -> Vec<_> {
+        graph_files(dir)
+            .into_iter()
+            .map(|f| (f.clone(), std::fs::metadata(f).unwrap().modified().unwrap()))
+            .collect()
+    };
+    let before = modified(dir.path());
+    let index = Index::open_with(dir.path(), &spec(), graph_options()).unwrap();
+    assert_eq!(top_key(&index, 5), key(5));
+    index.close().unwrap();
+    assert_eq!(modified(dir.path()), before);
+}
+
+#[test]
+fn vectors_committed_after_the_last_checkpoint_are_added_and_reported() {
     let dir = tempfile::tempdir().unwrap();
     let index = Index::open_with(dir.path(), &spec(), graph_options()).unwrap();
     index.images().upsert_batch(entries(0..200)).unwrap();
     index.close().unwrap();
-    // Commit more and "die" without a checkpoint: the snapshot now covers an older generation.
+    // Commit more and "die" without a checkpoint: the tail is lost with the process.
     let index = Index::open_with(dir.path(), &spec(), graph_options()).unwrap();
     index.images().upsert_batch(entries(200..250)).unwrap();
-    index.images().remove(&[b"/p/0007.jpg"]).unwrap();
+    index.images().remove(&[key(7)]).unwrap();
     drop(index);
 
     let index = Index::open_with(dir.path(), &spec(), graph_options()).unwrap();
-    match &index.open_report().images {
-        GraphStatus::Updated {
-            snapshot_generation,
-            generation,
-            inserted,
-        } => {
-            assert_eq!((*snapshot_generation, *generation, *inserted), (1, 3, 50));
-        }
-        other => panic!("expected Updated, got {other:?}"),
-    }
+    assert_eq!(
+        index.open_report().images,
+        GraphStatus::Updated { inserted: 50 }
+    );
+    assert!(index.open_report().images.is_repair());
     let stats = index.images().stats().unwrap();
     assert_eq!(
         (stats.live, stats.graph_points, stats.tombstones),
         (249, 250, 1)
     );
-    // The repair wrote a fresh snapshot: the next open loads it.
-    assert_eq!(stats.snapshot_generation, Some(3));
+    assert_eq!((stats.segments, stats.unsealed), (2, 0));
     let hits = index.images().search(&unit(7), 300, None).unwrap();
-    assert!(hits.iter().all(|h| h.key != b"/p/0007.jpg"));
+    assert!(hits.iter().all(|h| h.key != key(7)));
     assert_eq!(hits.len(), 249);
+    assert_eq!(top_key(&index, 230), key(230));
+    // The repair wrote its segment: the next open has nothing to do.
     drop(index);
     let index = Index::open_with(dir.path(), &spec(), graph_options()).unwrap();
     assert_eq!(index.open_report().images, GraphStatus::Loaded);
 }
 
 #[test]
-fn corrupt_snapshot_is_rebuilt_and_reported() {
+fn corrupt_segment_is_rebuilt_and_reported() {
     let dir = tempfile::tempdir().unwrap();
     let index = Index::open_with(dir.path(), &spec(), graph_options()).unwrap();
     index.images().upsert_batch(entries(0..100)).unwrap();
     index.close().unwrap();
-    let files = graph_files(dir.path());
-    // hnsw_rs's graph and data files, and the search view.
-    assert_eq!(files.len(), 3, "{files:?}");
-    for file in &files {
-        let mut bytes = std::fs::read(file).unwrap();
-        let middle = bytes.len() / 2;
-        bytes[middle] ^= 0xff;
-        std::fs::write(file, bytes).unwrap();
-    }
+    let files = segment_files(dir.path());
+    assert_eq!(files.len(), 1, "{files:?}");
+    let mut bytes = std::fs::read(&files[0]).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&files[0], bytes).unwrap();
 
     let index = Index::open_with(dir.path(), &spec(), graph_options()).unwrap();
     match &index.open_report().images {
@@ -201,21 +234,18 @@ fn corrupt_snapshot_is_rebuilt_and_reported() {
         other => panic!("expected Rebuilt, got {other:?}"),
     }
     assert!(index.open_report().images.to_string().contains("rebuilt"));
-    assert_eq!(
-        index.images().search(&unit(42), 1, None).unwrap()[0].key,
-        b"/p/0042.jpg"
-    );
-    // The old, corrupt files were replaced by the new snapshot's.
-    let new_files = graph_files(dir.path());
-    assert_eq!(new_files.len(), 3);
-    assert!(
-        new_files.iter().all(|f| !files.contains(f)),
-        "{new_files:?}"
-    );
+    assert_eq!(top_key(&index, 42), key(42));
+    // The corrupt file was replaced.
+    let new_files = segment_files(dir.path());
+    assert_eq!(new_files.len(), 1);
+    assert_ne!(new_files, files);
+    drop(index);
+    let index = Index::open_with(dir.path(), &spec(), graph_options()).unwrap();
+    assert_eq!(index.open_report().images, GraphStatus::Loaded);
 }
 
 #[test]
-fn missing_snapshot_is_rebuilt_and_reported() {
+fn missing_segments_are_rebuilt_and_reported() {
     let dir = tempfile::tempdir().unwrap();
     let index = Index::open(dir.path(), &spec()).unwrap();
     index.texts().upsert_batch(entries(0..20)).unwrap();
@@ -230,6 +260,77 @@ fn missing_snapshot_is_rebuilt_and_reported() {
 }
 
 #[test]
+fn the_tail_is_sealed_when_it_reaches_the_segment_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = IndexOptions {
+        segment_points: 64,
+        // Every segment is smaller than the beam, so each is searched exhaustively: this
+        // test is about merging their answers (recall.rs measures the graphs).
+        ef_search: 128,
+        ..graph_options()
+    };
+    let index = Index::open_with(dir.path(), &spec(), options).unwrap();
+    for start in (0..200).step_by(10) {
+        index
+            .images()
+            .upsert_batch(entries(start..start + 10))
+            .unwrap();
+        // The memory a writer holds: never more than one segment (and a batch).
+        assert!(index.images().stats().unwrap().unsealed < 64);
+    }
+    let stats = index.images().stats().unwrap();
+    assert_eq!((stats.segments, stats.unsealed), (2, 60));
+    assert_eq!(segment_files(dir.path()).len(), 2);
+    for seed in [3, 77, 150, 199] {
+        assert_eq!(top_key(&index, seed), key(seed));
+    }
+    index.close().unwrap();
+    let index = Index::open_with(dir.path(), &spec(), options).unwrap();
+    assert_eq!(index.open_report().images, GraphStatus::Loaded);
+    assert_eq!(index.images().stats().unwrap().segments, 3);
+    // Searching three graphs finds what one exact scan finds.
+    for seed in [5, 90, 180] {
+        let query = unit(seed * 31 + 1);
+        let graph = index.images().search(&query, 10, None).unwrap();
+        let exact = index.images().exact_search(&query, 10, None).unwrap();
+        let keys =
+            |hits: &[xsearch_index::Hit]| hits.iter().map(|h| h.key.clone()).collect::<Vec<_>>();
+        assert_eq!(keys(&graph), keys(&exact));
+        for (g, e) in graph.iter().zip(&exact) {
+            assert!((g.score - e.score).abs() < 1e-5);
+        }
+    }
+}
+
+#[test]
+fn small_segments_are_merged_at_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = Index::open_with(dir.path(), &spec(), graph_options()).unwrap();
+    // Twenty runs of five photos each, as a library indexed day by day.
+    for run in 0..20 {
+        index
+            .images()
+            .upsert_batch(entries(run * 5..run * 5 + 5))
+            .unwrap();
+        index.checkpoint().unwrap();
+    }
+    // Eight segments of five were merged into one of forty, twice: 40, 40, then four of five.
+    let stats = index.images().stats().unwrap();
+    assert_eq!(
+        (stats.live, stats.graph_points, stats.segments),
+        (100, 100, 6)
+    );
+    assert_eq!(segment_files(dir.path()).len(), 6);
+    for seed in [0, 39, 41, 99] {
+        assert_eq!(top_key(&index, seed), key(seed));
+    }
+    index.close().unwrap();
+    let index = Index::open_with(dir.path(), &spec(), graph_options()).unwrap();
+    assert_eq!(index.open_report().images, GraphStatus::Loaded);
+    assert_eq!(index.images().stats().unwrap().segments, 6);
+}
+
+#[test]
 fn checkpoint_compacts_tombstones() {
     let dir = tempfile::tempdir().unwrap();
     let index = Index::open_with(dir.path(), &spec(), graph_options()).unwrap();
@@ -240,8 +341,13 @@ fn checkpoint_compacts_tombstones() {
     index.checkpoint().unwrap();
     let stats = index.images().stats().unwrap();
     assert_eq!(
-        (stats.live, stats.graph_points, stats.tombstones),
-        (70, 70, 0)
+        (
+            stats.live,
+            stats.graph_points,
+            stats.tombstones,
+            stats.segments
+        ),
+        (70, 70, 0, 1)
     );
     // Below the fraction, checkpoint leaves tombstones alone.
     index.images().remove(&[b"/p/0050.jpg"]).unwrap();
@@ -350,81 +456,15 @@ fn filter_restricts_graph_and_exact_search() {
 }
 
 #[test]
-fn corrupt_view_falls_back_to_the_graph_snapshot_and_is_rewritten() {
-    let dir = tempfile::tempdir().unwrap();
-    let index = Index::open_with(dir.path(), &spec(), graph_options()).unwrap();
-    index.images().upsert_batch(entries(0..100)).unwrap();
-    index.close().unwrap();
-    let files = graph_files(dir.path());
-    let view = files
-        .iter()
-        .find(|f| f.extension().is_some_and(|e| e == "view"))
-        .expect("a view file");
-    let mut bytes = std::fs::read(view).unwrap();
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0xff;
-    std::fs::write(view, bytes).unwrap();
-
-    let index = Index::open_with(dir.path(), &spec(), graph_options()).unwrap();
-    // The graph snapshot itself was intact: nothing to repair or announce.
-    assert_eq!(index.open_report().images, GraphStatus::Loaded);
-    assert!(!index.images().stats().unwrap().searching_view);
-    assert_eq!(
-        index.images().search(&unit(42), 1, None).unwrap()[0].key,
-        b"/p/0042.jpg"
-    );
-    // Both were written anew, so the next open reads the view again.
-    let new_files = graph_files(dir.path());
-    assert_eq!(new_files.len(), 3, "{new_files:?}");
-    assert!(!new_files.contains(view), "{new_files:?}");
-    drop(index);
-    let index = Index::open_with(dir.path(), &spec(), graph_options()).unwrap();
-    assert_eq!(index.open_report().images, GraphStatus::Loaded);
-    assert!(index.images().stats().unwrap().searching_view);
-    assert_eq!(graph_files(dir.path()), new_files);
-    assert_eq!(
-        index.images().search(&unit(7), 1, None).unwrap()[0].key,
-        b"/p/0007.jpg"
-    );
-}
-
-#[test]
-fn writes_after_opening_from_the_view_reach_search_and_the_next_snapshot() {
-    let dir = tempfile::tempdir().unwrap();
-    let index = Index::open_with(dir.path(), &spec(), graph_options()).unwrap();
-    index.images().upsert_batch(entries(0..100)).unwrap();
-    index.close().unwrap();
-
-    let index = Index::open_with(dir.path(), &spec(), graph_options()).unwrap();
-    assert!(index.images().stats().unwrap().searching_view);
-    index.images().upsert_batch(entries(100..150)).unwrap();
-    assert!(!index.images().stats().unwrap().searching_view);
-    index.images().remove(&[b"/p/0042.jpg"]).unwrap();
-    let top = |index: &Index, n: usize| index.images().search(&unit(n), 1, None).unwrap();
-    assert_eq!(top(&index, 120)[0].key, b"/p/0120.jpg");
-    assert_ne!(top(&index, 42)[0].key, b"/p/0042.jpg");
-    index.close().unwrap();
-
-    let index = Index::open_with(dir.path(), &spec(), graph_options()).unwrap();
-    assert_eq!(index.open_report().images, GraphStatus::Loaded);
-    assert!(index.images().stats().unwrap().searching_view);
-    assert_eq!(index.images().len(), 149);
-    assert_eq!(top(&index, 120)[0].key, b"/p/0120.jpg");
-    assert_eq!(top(&index, 7)[0].key, b"/p/0007.jpg");
-    assert_ne!(top(&index, 42)[0].key, b"/p/0042.jpg");
-    let stats = index.images().stats().unwrap();
-    assert_eq!(stats.graph_points, 150);
-}
-
-#[test]
 fn files_left_by_an_interrupted_checkpoint_are_removed_by_the_next() {
     let dir = tempfile::tempdir().unwrap();
     let index = Index::open_with(dir.path(), &spec(), graph_options()).unwrap();
     index.images().upsert_batch(entries(0..50)).unwrap();
     index.close().unwrap();
-    // What a kill between writing a snapshot and recording it in meta leaves behind.
+    // What a kill between writing a segment and listing it in meta leaves behind, and the
+    // graph snapshot files of format 1.
     let graph = dir.path().join("graph");
-    for stray in ["images-7.hnsw.graph", "images-7.hnsw.data", "images-7.view"] {
+    for stray in ["images-7.seg", "images-0.hnsw.graph", "images-0.hnsw.data"] {
         std::fs::write(graph.join(stray), b"half-written").unwrap();
     }
     std::fs::write(graph.join("notes.txt"), b"not ours").unwrap();
@@ -438,12 +478,7 @@ fn files_left_by_an_interrupted_checkpoint_are_removed_by_the_next() {
         .iter()
         .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(names.len(), 4, "{names:?}");
-    assert!(names.contains(&"notes.txt".to_string()), "{names:?}");
-    assert!(
-        names.iter().all(|n| !n.starts_with("images-7")),
-        "{names:?}"
-    );
+    assert_eq!(names, ["images-0.seg", "images-1.seg", "notes.txt"]);
     let index = Index::open_with(dir.path(), &spec(), graph_options()).unwrap();
     assert_eq!(index.open_report().images, GraphStatus::Loaded);
     assert_eq!(index.images().len(), 60);

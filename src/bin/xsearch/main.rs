@@ -107,7 +107,8 @@ fn index_dir(global: &GlobalArgs) -> Result<PathBuf> {
     }
 }
 
-/// Opens the model and the index, telling on stderr when the index's graph had to be repaired.
+/// Opens the model and the index, telling on stderr when the index was converted from an older
+/// format or its graph had to be repaired.
 fn open_engine(
     global: &GlobalArgs,
     create: bool,
@@ -122,6 +123,13 @@ fn open_engine(
     };
     let engine = Engine::open(&config, Some(download))?;
     let report = engine.open_report();
+    if let (Some(from), false) = (report.converted_from, global.quiet) {
+        eprintln!(
+            "xsearch: {}: converted the index from format {from} to format {}",
+            config.index.display(),
+            xsearch_index::FORMAT_VERSION
+        );
+    }
     for (collection, status) in [("images", &report.images), ("texts", &report.texts)] {
         if status.is_repair() && !global.quiet {
             eprintln!(

@@ -1,17 +1,16 @@
-//! A read-only copy of the HNSW graph laid out for searching: the same nodes and links as
-//! hnsw_rs's graph, in flat arrays (one CSR adjacency per layer, vectors end to end), with its
-//! own snapshot file.
+//! A sealed segment: an immutable HNSW graph over one range of ids, in one file laid out for
+//! searching (one CSR adjacency per layer, vectors end to end), mapped at open.
 //!
-//! Why: hnsw_rs rebuilds its graph object by object when it loads a snapshot (an `Arc` per
-//! link) and searches with a hash map of visited points, which made opening a 100k index take
-//! seconds and searches several times slower than hnswlib. The view loads with a few large
-//! reads and searches with a visited-stamp array, so `xsearch query` can answer without ever
-//! loading hnsw_rs's graph; writers load that graph when they first need it.
+//! hnsw_rs builds every graph; once built, a graph is written out as a segment and searched
+//! here. hnsw_rs rebuilds its graph object by object when it loads its own snapshot (an `Arc`
+//! per link) and searches with a hash map of visited points, which made opening a 100k index
+//! take seconds and searches several times slower than hnswlib. A segment loads with a few
+//! large reads and searches with a visited-stamp array.
 
 use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Read, Write};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -19,18 +18,39 @@ use serde::{Deserialize, Serialize};
 use crate::graph::{clamped_distance, Graph};
 use crate::{Id, IndexError};
 
+/// The file format's magic, unchanged since format 1's search views (which were the same
+/// layout, so converting a format 1 index adopts its view as a segment).
 const MAGIC: &[u8; 8] = b"XSVIEW01";
 
-/// Where a view lives and what it covers; stored in `meta` beside the snapshot's info (under
-/// its own key, so indexes written before views existed still decode).
+/// Where a segment lives; the ids it holds are in the file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct ViewInfo {
+pub(crate) struct SegmentInfo {
     /// File name inside the graph directory.
     pub file: String,
-    /// The data generation it covers.
-    pub generation: u64,
     /// CRC-32 and length of the file.
     pub checksum: (u32, u64),
+}
+
+/// A collection's segments, as stored in `meta` (one value, so a change to the list is
+/// atomic). Every live id is a node of exactly one of them, or in the tail.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SegmentList {
+    /// Counts the segment files named so far, so that each name is fresh.
+    pub files_written: u64,
+    pub segments: Vec<SegmentInfo>,
+}
+
+impl SegmentList {
+    /// A file name for a new segment of `collection` that nothing in `dir` has yet.
+    pub fn fresh_file(&mut self, collection: &str, dir: &Path) -> String {
+        loop {
+            let name = format!("{collection}-{}.seg", self.files_written);
+            self.files_written += 1;
+            if !dir.join(&name).exists() {
+                return name;
+            }
+        }
+    }
 }
 
 /// Links of every node on one layer: `links[offsets[i]..offsets[i + 1]]` are node `i`'s.
@@ -46,9 +66,9 @@ impl Csr {
     }
 }
 
-/// The graph's search structure. Node numbers are positions here; `ids` maps them to the
+/// A segment's search structure. Node numbers are positions here; `ids` maps them to the
 /// store's ids.
-pub(crate) struct View {
+pub(crate) struct Segment {
     dim: usize,
     entry: u32,
     ids: Vec<Id>,
@@ -57,7 +77,7 @@ pub(crate) struct View {
     vectors: Vectors,
 }
 
-/// The vectors, end to end: built in memory, or mapped from the view's file.
+/// The vectors, end to end: built in memory, or mapped from the segment file.
 enum Vectors {
     Owned(Vec<f32>),
     /// `len` f32s at byte `offset` of `map`, 4-byte aligned (checked when mapped).
@@ -72,10 +92,10 @@ impl Vectors {
     fn as_slice(&self) -> &[f32] {
         match self {
             Vectors::Owned(v) => v,
-            // SAFETY: `View::load` built this only after checking that `offset + 4 * len`
+            // SAFETY: `Segment::load` built this only after checking that `offset + 4 * len`
             // lies within the map, that the address is 4-byte aligned, and that the target is
             // little-endian, so the bytes are `len` valid f32s (every bit pattern is one). The
-            // map lives as long as `self`; see `View::load` for why nobody changes the file.
+            // map lives as long as `self`; see `Segment::load` for why nobody changes the file.
             Vectors::Mapped { map, offset, len } => unsafe {
                 std::slice::from_raw_parts(map.as_ptr().add(*offset).cast::<f32>(), *len)
             },
@@ -107,10 +127,15 @@ impl PartialEq for Near {
 
 impl Eq for Near {}
 
-impl View {
-    /// Nodes in the view (tombstones included).
+impl Segment {
+    /// Nodes in the segment (tombstones included).
     pub fn len(&self) -> usize {
         self.ids.len()
+    }
+
+    /// The store ids of the nodes.
+    pub fn ids(&self) -> &[Id] {
+        &self.ids
     }
 
     /// The `k` nearest nodes as `(id, score)`, best first, searching with a candidate list
@@ -124,6 +149,19 @@ impl View {
             let start = node as usize * self.dim;
             clamped_distance(query, &vectors[start..start + self.dim])
         };
+        // A beam as wide as the segment would visit every node anyway: score them all, in
+        // order (small segments, the newest ones, are the common case).
+        if self.ids.len() <= ef.max(k) {
+            let mut all: Vec<Near> = (0..self.ids.len() as u32)
+                .map(|n| Near(distance(n), n))
+                .collect();
+            all.sort_unstable();
+            return all
+                .into_iter()
+                .take(k)
+                .map(|Near(d, n)| (self.ids[n as usize], 1.0 - d))
+                .collect();
+        }
         let mut entry = Near(distance(self.entry), self.entry);
         for layer in self.layers[1..].iter().rev() {
             loop {
@@ -206,27 +244,46 @@ impl View {
         best.into_sorted_vec()
     }
 
-    /// Maps a view written by [`write`], checking its checksum, its length, its vector
-    /// width and that every link points at a node. The vectors stay in the map (no copy, no
-    /// fresh pages to clear: this is most of what opening a large index costs). The error is
-    /// a reason for a report.
-    pub fn load(path: &Path, expected: (u32, u64), dim: usize) -> Result<View, String> {
+    /// Maps a segment written by [`write`], checking its checksum, its length, its vector
+    /// width and that every link points at a node. The vectors stay in the map, untouched
+    /// until searches read them. The error is a reason for a report.
+    pub fn load(path: &Path, expected: (u32, u64), dim: usize) -> Result<Segment, String> {
         let failed = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
-        let file = std::fs::File::open(path).map_err(|e| failed(&e))?;
-        // SAFETY: the view files are written once under a fresh name and never modified;
-        // the index lock keeps other xsearch processes out, and the writer that deletes an
-        // old view does so only after swapping it out of every collection. Like every mmap
-        // reader we rely on nobody else editing the index directory while it is open.
-        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| failed(&e))?;
-        if (crc32fast::hash(&map), map.len() as u64) != expected {
+        let mut file = std::fs::File::open(path).map_err(|e| failed(&e))?;
+        // Read, not through the map: reading every page of the map would count the whole
+        // file in this process's resident memory, which ingest keeps bounded.
+        if checksum(&mut file).map_err(|e| failed(&e))? != expected {
             return Err(failed(&"checksum mismatch"));
         }
+        // SAFETY: segment files are written once under a fresh name and never modified;
+        // the index lock keeps other xsearch processes out, and the writer that deletes an
+        // old segment does so only after swapping it out of its collection. Like every mmap
+        // reader we rely on nobody else editing the index directory while it is open.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| failed(&e))?;
         parse(map, dim).map_err(|e| failed(&e))
     }
 }
 
-/// Writes `graph`'s search view to `path` and returns its CRC-32 and length, or `None` for an
-/// empty graph. Streams from the graph: links are gathered first (ids need numbering before
+/// CRC-32 and length of what `file` holds from where it stands, streamed.
+fn checksum(file: &mut std::fs::File) -> std::io::Result<(u32, u64)> {
+    let mut hasher = crc32fast::Hasher::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut len = 0u64;
+    loop {
+        match file.read(&mut buffer) {
+            Ok(0) => return Ok((hasher.finalize(), len)),
+            Ok(n) => {
+                hasher.update(&buffer[..n]);
+                len += n as u64;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Writes `graph` as a segment file at `path` and returns its CRC-32 and length, or `None`
+/// for an empty graph. Streams from the graph: links are gathered first (ids need numbering before
 /// they can be written as nodes), vectors are copied straight to the file on a second pass,
 /// so writing costs no second copy of every vector in memory.
 pub(crate) fn write(
@@ -281,12 +338,12 @@ pub(crate) fn write(
     let mut node = 0;
     let mut written = Ok(());
     graph.visit(|id, vector, _| {
-        // The graph cannot change in between (checkpoints hold the writer lock), so the
-        // second pass meets the nodes in the same order; checked rather than assumed.
+        // The graph cannot change in between (writers hold the writer lock), so the second
+        // pass meets the nodes in the same order; checked rather than assumed.
         if written.is_ok() && ids.get(node) != Some(&id) {
-            written = Err(IndexError::Snapshot {
+            written = Err(IndexError::Segment {
                 path: path.to_path_buf(),
-                message: "the graph changed while its view was written".into(),
+                message: "the graph changed while its segment was written".into(),
             });
         }
         for v in vector {
@@ -304,13 +361,13 @@ pub(crate) fn write(
 }
 
 /// Reads the layout [`write`] writes.
-fn parse(map: memmap2::Mmap, dim: usize) -> Result<View, String> {
+fn parse(map: memmap2::Mmap, dim: usize) -> Result<Segment, String> {
     let mut at = Cursor {
         bytes: &map,
         pos: 0,
     };
     if at.take(MAGIC.len())? != MAGIC {
-        return Err("not a view file".into());
+        return Err("not a segment file".into());
     }
     let header = at.u64s(4)?;
     let [n, stored_dim, layer_count, entry] = [header[0], header[1], header[2], header[3]];
@@ -355,7 +412,7 @@ fn parse(map: memmap2::Mmap, dim: usize) -> Result<View, String> {
             .f32s(len)?,
         )
     };
-    Ok(View {
+    Ok(Segment {
         dim,
         entry: entry as u32,
         ids,

@@ -1,0 +1,39 @@
+//! Format 1, read once to convert an index to format 2.
+//!
+//! Format 1 kept one hnsw_rs snapshot per collection (`<collection>.snapshot` in meta, files
+//! `<collection>-<n>.hnsw.{graph,data}`) and, in its later builds, a search view beside it
+//! (`<collection>.view`) in exactly the layout of a format 2 segment. Converting adopts the
+//! view as the collection's first segment when there is one; every vector it does not hold is
+//! inserted into a new segment, as after an interrupted run. The snapshot files are deleted.
+
+use serde::Deserialize;
+
+use crate::collection::decode;
+use crate::segment::SegmentInfo;
+
+/// Format 1's meta keys (after the collection's prefix), removed by the conversion.
+pub(crate) const KEYS: [&str; 2] = ["snapshot", VIEW];
+
+/// The meta key of format 1's search view.
+pub(crate) const VIEW: &str = "view";
+
+/// Format 1's record of a search view (its fields, in their order, are what bincode reads).
+#[derive(Deserialize)]
+struct ViewInfo {
+    file: String,
+    /// The data generation the view covered. Format 2 needs no such thing: the ids in the
+    /// file say what it covers, and ids are never reused.
+    #[allow(dead_code)]
+    generation: u64,
+    checksum: (u32, u64),
+}
+
+/// The segment that a format 1 view record describes, if it decodes. Whether the file is
+/// intact is checked when it is loaded, as for any segment.
+pub(crate) fn view_as_segment(bytes: &[u8]) -> Option<SegmentInfo> {
+    let view: ViewInfo = decode(bytes).ok()?;
+    Some(SegmentInfo {
+        file: view.file,
+        checksum: view.checksum,
+    })
+}
