@@ -259,6 +259,22 @@ fn reindexing_is_incremental() {
 }
 
 #[test]
+fn roots_named_twice_or_nested_index_each_file_once() {
+    let sb = Sandbox::new();
+    let (photos, items) = sb.photos("photos", 6, 21);
+    let photos = photos.to_str().unwrap();
+    let inner = format!("{photos}/{}", items[0].file);
+    let out = sb.run(SHAPES, &["index", "--json", photos, &inner, photos]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary = json_lines(&out).remove(0);
+    assert_eq!(
+        (summary["found"].as_u64(), summary["added"].as_u64()),
+        (Some(6), Some(6)),
+        "{summary}"
+    );
+}
+
+#[test]
 fn bad_files_are_skipped_recorded_and_listed_by_status() {
     let sb = Sandbox::new();
     let (photos, _) = sb.photos("photos", 4, 5);

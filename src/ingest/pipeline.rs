@@ -10,7 +10,6 @@
 //! is killed loses at most the batches in flight; the next run skips everything committed
 //! (same size and modification time) and finishes the job.
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
@@ -18,7 +17,7 @@ use rayon::prelude::*;
 use xsearch_index::{Entry, FileStamp, Index};
 
 use crate::ingest::decode::decode_bytes_scaled;
-use crate::ingest::walk::{walk, Candidate, WalkOptions};
+use crate::ingest::walk::{distinct_roots, walk, Candidate, WalkOptions};
 use crate::{Clip, Error};
 
 /// Images embedded together by default. Measured (`BENCHMARKS.md`, "Ingest speed"): the image
@@ -107,6 +106,10 @@ pub struct IngestSummary {
 }
 
 /// Indexes the image files under `roots` (folders or files) into `index`.
+///
+/// The folders are walked twice: first to count the work (for progress) and to report what
+/// cannot be walked, then to feed the pipeline, each file judged again as it comes. Nothing is
+/// kept per file in between, so memory does not grow with the folder.
 pub fn ingest(
     clip: &Clip,
     index: &Index,
@@ -114,27 +117,16 @@ pub fn ingest(
     options: &IngestOptions,
     observer: &dyn IngestObserver,
 ) -> Result<IngestSummary, Error> {
-    let roots: Vec<PathBuf> = roots
-        .iter()
-        .map(|r| std::path::absolute(r).unwrap_or_else(|_| r.clone()))
-        .collect();
+    let roots = distinct_roots(roots, options.walk);
     let mut summary = IngestSummary::default();
-    let mut pending = Vec::new();
-    let mut queued = HashSet::new();
+    let mut pending = 0;
     for found in walk(&roots, options.walk) {
         match found {
             Ok(candidate) => {
                 summary.found += 1;
-                let key = path_key(&candidate.path);
-                let previous = index.images().get(&key)?;
-                let stamp_unchanged = previous
-                    .as_ref()
-                    .and_then(|r| r.file.as_ref())
-                    .is_some_and(|f| f.size == candidate.size && f.mtime_ns == candidate.mtime_ns);
-                if stamp_unchanged {
-                    summary.unchanged += 1;
-                } else if queued.insert(key) {
-                    pending.push((candidate, previous.is_some()));
+                match needs_work(index, &candidate)? {
+                    Some(_) => pending += 1,
+                    None => summary.unchanged += 1,
                 }
             }
             Err(err) => {
@@ -147,23 +139,41 @@ pub fn ingest(
             }
         }
     }
-    drop(queued);
     observer.event(IngestEvent::Walked {
-        pending: pending.len(),
+        pending,
         unchanged: summary.unchanged,
     });
-
-    embed_pending(
-        clip,
-        index,
-        &pending,
-        options.batch_size.max(1),
-        observer,
-        &mut summary,
-    )?;
+    if pending > 0 {
+        let work = walk(&roots, options.walk)
+            .filter_map(Result::ok)
+            .filter_map(|candidate| match needs_work(index, &candidate) {
+                Ok(Some(updated)) => Some(Ok((candidate, updated))),
+                Ok(None) => None,
+                Err(e) => Some(Err(e)),
+            });
+        embed(
+            clip,
+            index,
+            work,
+            options.batch_size.max(1),
+            observer,
+            &mut summary,
+        )?;
+    }
     summary.removed = prune(index, &roots)?;
     index.checkpoint()?;
     Ok(summary)
+}
+
+/// `None` when the file is indexed with the same size and modification time; otherwise
+/// whether it is indexed at all (a changed file) or new.
+fn needs_work(index: &Index, candidate: &Candidate) -> Result<Option<bool>, Error> {
+    let previous = index.images().get(&path_key(&candidate.path))?;
+    let unchanged = previous
+        .as_ref()
+        .and_then(|r| r.file.as_ref())
+        .is_some_and(|f| f.size == candidate.size && f.mtime_ns == candidate.mtime_ns);
+    Ok((!unchanged).then_some(previous.is_some()))
 }
 
 /// One file, made ready for the model by the producer.
@@ -176,39 +186,44 @@ enum Prepared {
     Failed(String),
 }
 
-struct PreparedFile<'a> {
-    candidate: &'a Candidate,
+struct PreparedFile {
+    candidate: Candidate,
     updated: bool,
     hash: Vec<u8>,
     prepared: Prepared,
 }
 
-fn embed_pending(
+/// Embeds and commits the files of `work` (each with whether it is an update), a batch at a
+/// time.
+fn embed(
     clip: &Clip,
     index: &Index,
-    pending: &[(Candidate, bool)],
+    mut work: impl Iterator<Item = Result<(Candidate, bool), Error>> + Send,
     batch_size: usize,
     observer: &dyn IngestObserver,
     summary: &mut IngestSummary,
 ) -> Result<(), Error> {
-    if pending.is_empty() {
-        return Ok(());
-    }
     // Load the model before the producer starts, so a broken model fails the run at once.
     let pixel_len = clip.pixel_len()?;
     std::thread::scope(|scope| {
-        let (sender, receiver) = mpsc::sync_channel::<Vec<PreparedFile<'_>>>(1);
+        let (sender, receiver) = mpsc::sync_channel::<Vec<PreparedFile>>(1);
         let producer = scope.spawn(move || -> Result<(), Error> {
-            for chunk in pending.chunks(batch_size) {
+            loop {
+                let chunk = work
+                    .by_ref()
+                    .take(batch_size)
+                    .collect::<Result<Vec<_>, Error>>()?;
+                if chunk.is_empty() {
+                    return Ok(());
+                }
                 let batch = chunk
-                    .par_iter()
-                    .map(|(candidate, updated)| prepare(clip, index, candidate, *updated))
+                    .into_par_iter()
+                    .map(|(candidate, updated)| prepare(clip, index, candidate, updated))
                     .collect::<Result<Vec<_>, Error>>()?;
                 if sender.send(batch).is_err() {
-                    break; // the consumer stopped on an error; it reports it
+                    return Ok(()); // the consumer stopped on an error; it reports it
                 }
             }
-            Ok(())
         });
         for batch in receiver {
             commit(clip, index, batch, pixel_len, observer, summary)?;
@@ -219,19 +234,19 @@ fn embed_pending(
     })
 }
 
-fn prepare<'a>(
+fn prepare(
     clip: &Clip,
     index: &Index,
-    candidate: &'a Candidate,
+    candidate: Candidate,
     updated: bool,
-) -> Result<PreparedFile<'a>, Error> {
+) -> Result<PreparedFile, Error> {
     let mut file = PreparedFile {
         candidate,
         updated,
         hash: Vec::new(),
         prepared: Prepared::Failed(String::new()),
     };
-    let bytes = match std::fs::read(&candidate.path) {
+    let bytes = match std::fs::read(&file.candidate.path) {
         Ok(bytes) => bytes,
         Err(err) => {
             file.prepared = Prepared::Failed(format!("cannot read: {err}"));
@@ -258,7 +273,7 @@ fn prepare<'a>(
 fn commit(
     clip: &Clip,
     index: &Index,
-    batch: Vec<PreparedFile<'_>>,
+    batch: Vec<PreparedFile>,
     pixel_len: usize,
     observer: &dyn IngestObserver,
     summary: &mut IngestSummary,

@@ -83,6 +83,40 @@ pub fn walk(
     })
 }
 
+/// `roots` made absolute, less those that another root's walk covers (a folder named twice, or
+/// a folder inside another that the walk enters), so no file is visited twice.
+pub fn distinct_roots(roots: &[PathBuf], options: WalkOptions) -> Vec<PathBuf> {
+    let roots: Vec<PathBuf> = roots
+        .iter()
+        .map(|r| std::path::absolute(r).unwrap_or_else(|_| r.clone()))
+        .collect();
+    let covered = |i: usize| {
+        roots.iter().enumerate().any(|(j, other)| {
+            // Of two roots that cover each other (the same folder), the first is kept.
+            j != i
+                && reaches(other, &roots[i], options)
+                && (j < i || !reaches(&roots[i], other, options))
+        })
+    };
+    (0..roots.len())
+        .filter(|&i| !covered(i))
+        .map(|i| roots[i].clone())
+        .collect()
+}
+
+/// Whether walking `outer` visits `inner`: it lies below `outer` through entries the walk
+/// enters (not hidden, and not symbolic links unless they are followed).
+fn reaches(outer: &Path, inner: &Path, options: WalkOptions) -> bool {
+    let Ok(rest) = inner.strip_prefix(outer) else {
+        return false;
+    };
+    let mut path = outer.to_path_buf();
+    rest.components().all(|component| {
+        path.push(component);
+        !is_hidden(component.as_os_str()) && (options.follow_symlinks || !path.is_symlink())
+    })
+}
+
 fn is_hidden(name: &std::ffi::OsStr) -> bool {
     name.as_encoded_bytes().first() == Some(&b'.')
 }
@@ -218,6 +252,34 @@ mod tests {
             errors[0]
         );
         assert_eq!(followed.iter().filter(|r| r.is_ok()).count(), 1);
+    }
+
+    #[test]
+    fn roots_another_root_walks_into_are_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::path::absolute(dir.path()).unwrap();
+        for sub in ["a/b", "a/.hidden", "c"] {
+            std::fs::create_dir_all(root.join(sub)).unwrap();
+        }
+        let roots =
+            |names: &[&str]| -> Vec<PathBuf> { names.iter().map(|n| root.join(n)).collect() };
+        let kept = |names: &[&str]| distinct_roots(&roots(names), WalkOptions::default());
+        assert_eq!(kept(&["a", "a/b", "c", "a"]), roots(&["a", "c"]));
+        assert_eq!(kept(&["a/b", "a"]), roots(&["a"]));
+        // The walk of `a` skips hidden folders: one named on its own is walked on its own.
+        assert_eq!(kept(&["a", "a/.hidden"]), roots(&["a", "a/.hidden"]));
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink(root.join("c"), root.join("a/link")).unwrap();
+            assert_eq!(kept(&["a", "a/link"]), roots(&["a", "a/link"]));
+            let follow = WalkOptions {
+                follow_symlinks: true,
+            };
+            assert_eq!(
+                distinct_roots(&roots(&["a", "a/link"]), follow),
+                roots(&["a"])
+            );
+        }
     }
 
     #[test]
