@@ -16,9 +16,11 @@ centres in a 64-d latent space, gaussian offsets around them, lifted to 1024-d b
 orthonormal map, plus small isotropic 1024-d noise, then normalised. (Isotropic noise alone
 in 1024-d makes every neighbour equally far and no graph index useful.)
 
-`hnswlib` builds hnswlib's index (space "ip", M 16, ef_construction 200: xsearch's defaults)
-with 2 threads, then sweeps ef over the same 1000 queries with 2 threads, 3 repetitions each,
-and prints one `key value` line per figure (median query wall time).
+`hnswlib DIR [EF,EF,...]` builds hnswlib's index (space "ip", M 16, ef_construction 200) with 2
+threads and saves it as DIR/hnswlib-M16-ef200.bin (a later run loads that file instead, so query
+sweeps can be interleaved with xsearch's: delete it to time the build again), then sweeps ef
+(all of EFS, or the ones given) over the same 1000 queries with 2 threads, 3 repetitions
+each, and prints one `key value` line per figure (median query wall time).
 """
 import sys
 import time
@@ -27,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 POINTS, QUERIES, DIM, LATENT, CLUSTERS, K = 100_000, 1_000, 1024, 64, 1_000, 10
-EFS = (10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 320, 384, 448, 512)
+EFS = (10, 16, 24, 32, 48, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448, 480, 512)
 THREADS = 2
 
 
@@ -63,17 +65,23 @@ def load(out: Path):
     return points, queries, truth
 
 
-def bench_hnswlib(out: Path):
+def bench_hnswlib(out: Path, efs=EFS):
     import hnswlib
 
     points, queries, truth = load(out)
     index = hnswlib.Index(space="ip", dim=DIM)
-    index.init_index(max_elements=len(points), M=16, ef_construction=200, random_seed=1)
-    index.set_num_threads(THREADS)
-    start = time.perf_counter()
-    index.add_items(points, np.arange(len(points)), num_threads=THREADS)
-    print(f"hnswlib points {len(points)} build_s {time.perf_counter() - start:.3f}", flush=True)
-    for ef in EFS:
+    saved = out / "hnswlib-M16-ef200.bin"
+    if saved.exists():
+        index.load_index(str(saved), max_elements=len(points))
+        print(f"hnswlib loaded {saved}", flush=True)
+    else:
+        index.init_index(max_elements=len(points), M=16, ef_construction=200, random_seed=1)
+        index.set_num_threads(THREADS)
+        start = time.perf_counter()
+        index.add_items(points, np.arange(len(points)), num_threads=THREADS)
+        print(f"hnswlib points {len(points)} build_s {time.perf_counter() - start:.3f}", flush=True)
+        index.save_index(str(saved))
+    for ef in efs:
         index.set_ef(ef)
         times = []
         for _ in range(3):
@@ -88,7 +96,8 @@ def bench_hnswlib(out: Path):
 if __name__ == "__main__":
     if sys.argv[1:2] == ["generate"] and len(sys.argv) in (3, 4):
         generate(Path(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) == 4 else POINTS)
-    elif sys.argv[1:2] == ["hnswlib"] and len(sys.argv) == 3:
-        bench_hnswlib(Path(sys.argv[2]))
+    elif sys.argv[1:2] == ["hnswlib"] and len(sys.argv) in (3, 4):
+        efs = tuple(int(e) for e in sys.argv[3].split(",")) if len(sys.argv) == 4 else EFS
+        bench_hnswlib(Path(sys.argv[2]), efs)
     else:
-        sys.exit("usage: hnsw_vs_hnswlib.py generate DIR [POINTS] | hnswlib DIR")
+        sys.exit("usage: hnsw_vs_hnswlib.py generate DIR [POINTS] | hnswlib DIR [EF,EF,...]")

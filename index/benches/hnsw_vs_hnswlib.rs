@@ -8,7 +8,10 @@
 //! last segment sealed by `close`), the wall time of `Index::open` on the result (median of
 //! 5), and for each ef the recall@10 and queries/s of 1000 queries on 2 threads (median of 3).
 //! `SEGMENT_POINTS` and `EF_CONSTRUCTION` override the index defaults, to measure what
-//! several segments cost a search, or what a cheaper build costs in recall.
+//! several segments cost a search, or what a cheaper build costs in recall; each setting gets
+//! its own index directory under the data directory. `SKIP_BUILD=1` reuses the index built
+//! last time with the same setting, and `EFS=192,224` sweeps only those ef values, so query
+//! sweeps can be interleaved with hnswlib's.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -20,8 +23,8 @@ const K: usize = 10;
 const BATCH: usize = 1000;
 const THREADS: usize = 2;
 /// The ef values `hnsw_vs_hnswlib.py` sweeps on hnswlib's side.
-const EFS: [usize; 14] = [
-    10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 320, 384, 448, 512,
+const EFS: [usize; 20] = [
+    10, 16, 24, 32, 48, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448, 480, 512,
 ];
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
@@ -161,7 +164,11 @@ fn main() -> Result<()> {
         model: "hnsw-bench".into(),
         dim: DIM,
     };
-    let dir = data.join("xsearch-index");
+    let probe = options(0);
+    let dir = data.join(format!(
+        "xsearch-index-ef{}-seg{}",
+        probe.hnsw.ef_construction, probe.segment_points
+    ));
     if std::env::var_os("SKIP_BUILD").is_none() {
         build(&dir, &spec, points)?;
     }
@@ -183,7 +190,14 @@ fn main() -> Result<()> {
         .segments;
     println!("xsearch segments {segments}");
 
-    for ef in EFS {
+    let efs: Vec<usize> = match std::env::var("EFS") {
+        Ok(list) => list
+            .split(',')
+            .map(str::parse)
+            .collect::<std::result::Result<_, _>>()?,
+        Err(_) => EFS.to_vec(),
+    };
+    for ef in efs {
         let index = Index::open_with(&dir, &spec, options(ef))?;
         let mut times = Vec::new();
         let mut recall = 0.0;
