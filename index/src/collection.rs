@@ -22,7 +22,7 @@ use sled::{Db, Tree};
 use crate::exact::{score_chunk, Scored, TopK, CHUNK};
 use crate::graph::{Graph, HnswParams};
 use crate::merge::{self, SegmentCounts};
-use crate::segment::{self, Segment, SegmentInfo, SegmentList};
+use crate::segment::{self, fresh_file, Nodes, Segment, SegmentInfo, SegmentList};
 use crate::{legacy, Id, IndexError, IndexOptions};
 
 /// What identifies a file's content, so unchanged files are skipped and duplicates reuse a vector.
@@ -358,13 +358,22 @@ impl Collection {
                 }
             }
         });
+        // Format 1 views load as segments, but without the half-precision copy that searches
+        // walk on: write them again in the current layout (no graph is rebuilt).
+        let mut rewritten = false;
+        for (info, segment) in list.segments.iter_mut().zip(&mut segments) {
+            if segment.is_legacy() {
+                (*info, *segment) = self.write_segment(&mut list.files_written, &*segment)?;
+                rewritten = true;
+            }
+        }
         let orphans: Vec<Id> = read(&self.live)
             .iter()
             .filter(|&id| !covered.contains(id))
             .collect();
         drop(covered);
         let built = self.build(&mut list, &orphans)?;
-        let changed = !built.is_empty() || problem.is_some() || converting;
+        let changed = !built.is_empty() || problem.is_some() || converting || rewritten;
         for (info, segment) in built {
             list.segments.push(info);
             segments.push(segment);
@@ -453,19 +462,20 @@ impl Collection {
                 }
                 graph.insert(&points);
             }
-            built.push(self.write_segment(list, &graph)?);
+            built.push(self.write_segment(&mut list.files_written, &graph)?);
         }
         Ok(built)
     }
 
-    /// Writes `graph` (not empty) as a new segment file and maps it back.
+    /// Writes `graph` (not empty) as a new segment file and maps it back; `files_written`
+    /// is the list's counter of file names.
     fn write_segment(
         &self,
-        list: &mut SegmentList,
-        graph: &Graph,
+        files_written: &mut u64,
+        graph: &dyn Nodes,
     ) -> Result<(SegmentInfo, Segment), IndexError> {
         std::fs::create_dir_all(&self.graph_dir).map_err(|e| IndexError::io(&self.graph_dir, e))?;
-        let file = list.fresh_file(self.names.name, &self.graph_dir);
+        let file = fresh_file(files_written, self.names.name, &self.graph_dir);
         let path = self.graph_dir.join(&file);
         let failed = |message: String| IndexError::Segment {
             path: path.clone(),
@@ -486,7 +496,7 @@ impl Collection {
             if graphs.tail.len() == 0 {
                 return Ok(());
             }
-            self.write_segment(&mut list, &graphs.tail)?
+            self.write_segment(&mut list.files_written, &graphs.tail)?
         };
         list.segments.push(sealed.0);
         self.store_list(&list)?;

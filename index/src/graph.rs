@@ -5,6 +5,7 @@ use hnsw_rs::prelude::{Distance, Hnsw};
 use serde::{Deserialize, Serialize};
 
 use crate::exact::dot;
+use crate::segment::{NodeVisitor, Nodes};
 use crate::Id;
 
 /// hnsw_rs caps the number of layers at 16.
@@ -94,10 +95,10 @@ impl Graph {
             .map(|n| (n.d_id as Id, 1.0 - n.distance))
             .collect()
     }
+}
 
-    /// Calls `f` with every point's id, vector and neighbour ids, layer 0 first, up to the
-    /// point's own top layer.
-    pub fn visit(&self, mut f: impl FnMut(Id, &[f32], Vec<Vec<Id>>)) {
+impl Nodes for Graph {
+    fn visit(&self, f: &mut NodeVisitor<'_>) {
         if self.len() == 0 {
             return;
         }

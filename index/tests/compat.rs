@@ -110,6 +110,7 @@ fn v2_fixture_opens_with_its_segments_and_answers() {
     assert_eq!(FORMAT_VERSION, 2);
     for exact_threshold in [usize::MAX, 0] {
         let dir = copy_fixture("v2");
+        let files = graph_files(dir.path());
         let index = open(dir.path(), exact_threshold);
         let report = index.open_report();
         assert_eq!(report.converted_from, None);
@@ -121,7 +122,27 @@ fn v2_fixture_opens_with_its_segments_and_answers() {
         assert_eq!(stats.images.segments, 1);
         assert_answers_as_written(&index);
         assert_keeps_records_hashes_and_failures(&index);
+        drop(index);
+        assert_eq!(
+            graph_files(dir.path()),
+            files,
+            "opening rewrote segment files"
+        );
     }
+}
+
+/// Names and contents of the graph files.
+fn graph_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<_> = std::fs::read_dir(dir.join("graph"))
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let name = e.file_name().to_string_lossy().into_owned();
+            (name, std::fs::read(e.path()).unwrap())
+        })
+        .collect();
+    files.sort();
+    files
 }
 
 #[test]
@@ -183,7 +204,8 @@ fn v1_fixture_with_search_views_is_converted_by_adopting_them() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert_eq!(names, ["images-0.view", "texts-0.view"]);
+    // The views were written again in the current layout, under new names.
+    assert_eq!(names, ["images-0.seg", "texts-0.seg"]);
     let index = open(dir.path(), 0);
     assert_eq!(index.open_report().converted_from, None);
     assert_eq!(index.open_report().images, GraphStatus::Loaded);
