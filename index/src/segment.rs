@@ -355,31 +355,56 @@ impl Nodes for Segment {
 }
 
 /// Writes `graph` as a segment file at `path` and returns its CRC-32 and length, or `None`
-/// for an empty graph. Streams from the graph: links are gathered first (ids need numbering
-/// before they can be written as nodes), vectors are copied straight to the file on two more
-/// passes (f32, then half precision), so writing costs no second copy of every vector in
-/// memory.
+/// for an empty graph. Streams from the graph, one pass per part of the file: ids first (links
+/// are written as node numbers, so ids need numbering before links can be gathered), then the
+/// links straight into the per-layer arrays the file holds (a few bytes per link, where a `Vec`
+/// per node and layer cost the writer about 1 KB per point at the moment it peaks), then the
+/// vectors, copied to the file in f32 and again in half precision. So writing holds no second
+/// copy of the graph or its vectors.
 pub(crate) fn write(
     graph: &dyn Nodes,
     dim: usize,
     path: &Path,
 ) -> Result<Option<(u32, u64)>, IndexError> {
     let mut ids = Vec::new();
-    let mut neighbours = Vec::new();
+    // Any node of the top layer is a valid entry: the greedy descent starts there.
+    let (mut top, mut entry) = (0, 0);
     graph.visit(&mut |id, _, links| {
+        if links.len() > top {
+            (top, entry) = (links.len(), ids.len());
+        }
         ids.push(id);
-        neighbours.push(links);
     });
-    let Some(top) = neighbours.iter().map(Vec::len).max() else {
+    if ids.is_empty() {
         return Ok(None);
-    };
+    }
     let node_of: HashMap<Id, u32> = ids
         .iter()
         .enumerate()
         .map(|(node, &id)| (id, node as u32))
         .collect();
-    // Any node of the top layer is a valid entry: the greedy descent starts there.
-    let entry = neighbours.iter().position(|l| l.len() == top).unwrap_or(0);
+    let mut layers: Vec<Csr> = (0..top)
+        .map(|_| Csr {
+            offsets: Vec::with_capacity(ids.len() + 1),
+            links: Vec::new(),
+        })
+        .collect();
+    for layer in &mut layers {
+        layer.offsets.push(0);
+    }
+    let mut order = SameOrder::new(&ids);
+    graph.visit(&mut |id, _, links| {
+        order.see(id);
+        for (layer, csr) in layers.iter_mut().enumerate() {
+            if let Some(layer_links) = links.get(layer) {
+                csr.links
+                    .extend(layer_links.iter().filter_map(|id| node_of.get(id)));
+            }
+            csr.offsets.push(csr.links.len() as u32);
+        }
+    });
+    order.check(path)?;
+    drop(node_of);
 
     let io = |e| IndexError::io(path, e);
     let file = std::fs::File::create(path).map_err(io)?;
@@ -391,35 +416,18 @@ pub(crate) fn write(
     for id in &ids {
         out.write_all(&id.to_le_bytes()).map_err(io)?;
     }
-    for layer in 0..top {
-        let mut offsets = Vec::with_capacity(ids.len() + 1);
-        let mut links = Vec::new();
-        offsets.push(0u32);
-        for node_links in &neighbours {
-            if let Some(layer_links) = node_links.get(layer) {
-                links.extend(layer_links.iter().filter_map(|id| node_of.get(id)));
-            }
-            offsets.push(links.len() as u32);
-        }
-        out.write_all(&(links.len() as u64).to_le_bytes())
+    for layer in layers {
+        out.write_all(&(layer.links.len() as u64).to_le_bytes())
             .map_err(io)?;
-        for v in offsets.iter().chain(&links) {
+        for v in layer.offsets.iter().chain(&layer.links) {
             out.write_all(&v.to_le_bytes()).map_err(io)?;
         }
     }
-    drop(neighbours);
     for halves in [false, true] {
-        let mut node = 0;
+        let mut order = SameOrder::new(&ids);
         let mut written = Ok(());
         graph.visit(&mut |id, vector, _| {
-            // The graph cannot change in between (writers hold the writer lock), so every
-            // pass meets the nodes in the same order; checked rather than assumed.
-            if written.is_ok() && ids.get(node) != Some(&id) {
-                written = Err(IndexError::Segment {
-                    path: path.to_path_buf(),
-                    message: "the graph changed while its segment was written".into(),
-                });
-            }
+            order.see(id);
             for &v in vector {
                 if written.is_ok() {
                     written = if halves {
@@ -430,14 +438,48 @@ pub(crate) fn write(
                     .map_err(io);
                 }
             }
-            node += 1;
         });
+        order.check(path)?;
         written?;
     }
     let (crc, len, writer) = out.finish();
     let file = writer.into_inner().map_err(|e| io(e.into_error()))?;
     file.sync_all().map_err(io)?;
     Ok(Some((crc, len)))
+}
+
+/// Checks that a pass over a graph meets the nodes the first pass met, in the same order. The
+/// graph cannot change in between (writers hold the writer lock); checked rather than assumed,
+/// since a mismatch would write links or vectors to the wrong nodes.
+struct SameOrder<'a> {
+    ids: &'a [Id],
+    seen: usize,
+    same: bool,
+}
+
+impl<'a> SameOrder<'a> {
+    fn new(ids: &'a [Id]) -> Self {
+        SameOrder {
+            ids,
+            seen: 0,
+            same: true,
+        }
+    }
+
+    fn see(&mut self, id: Id) {
+        self.same &= self.ids.get(self.seen) == Some(&id);
+        self.seen += 1;
+    }
+
+    fn check(&self, path: &Path) -> Result<(), IndexError> {
+        if self.same && self.seen == self.ids.len() {
+            return Ok(());
+        }
+        Err(IndexError::Segment {
+            path: path.to_path_buf(),
+            message: "the graph changed while its segment was written".into(),
+        })
+    }
 }
 
 /// Reads the layout [`write`] writes, or format 1's (without the halves).
@@ -634,4 +676,105 @@ impl Visited {
 
 thread_local! {
     static VISITED: RefCell<Visited> = RefCell::default();
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+
+    /// A graph given as nodes in visiting order: (id, vector, links per layer).
+    struct Listed(Vec<(Id, Vec<f32>, Vec<Vec<Id>>)>);
+
+    impl Nodes for Listed {
+        fn visit(&self, f: &mut NodeVisitor<'_>) {
+            for (id, vector, links) in &self.0 {
+                f(*id, vector, links.clone());
+            }
+        }
+    }
+
+    fn listed() -> Listed {
+        let node = |id: Id, x: f32, links: Vec<Vec<Id>>| (id, vec![x, (1.0 - x * x).sqrt()], links);
+        Listed(vec![
+            node(10, 1.0, vec![vec![20, 30]]),
+            node(20, 0.6, vec![vec![10, 30], vec![30]]),
+            node(30, 0.0, vec![vec![10, 20], vec![20]]),
+        ])
+    }
+
+    fn node_links(segment: &Segment) -> Vec<(Id, Vec<Vec<Id>>)> {
+        let mut seen = Vec::new();
+        segment.visit(&mut |id, _, links| seen.push((id, links)));
+        seen
+    }
+
+    #[test]
+    fn a_written_graph_loads_with_its_ids_links_and_vectors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("images-0.seg");
+        let graph = listed();
+        let written = write(&graph, 2, &path)
+            .unwrap()
+            .expect("a graph with nodes");
+        let segment = Segment::load(&path, written, 2).unwrap();
+
+        assert_eq!(segment.ids(), &[10, 20, 30]);
+        let expected: Vec<(Id, Vec<Vec<Id>>)> =
+            graph.0.iter().map(|(id, _, l)| (*id, l.clone())).collect();
+        assert_eq!(node_links(&segment), expected);
+        // The entry is the first node on the top layer.
+        assert_eq!(segment.entry, 1);
+        for (node, (_, vector, _)) in graph.0.iter().enumerate() {
+            assert_eq!(segment.vector(node as u32), vector.as_slice());
+        }
+        // Searching walks the links: each node is its own best match, scored in f32.
+        for (id, vector, _) in &graph.0 {
+            let hit = segment.search(vector, 1, 1)[0];
+            assert_eq!(hit.0, *id);
+            assert!((hit.1 - 1.0).abs() < 1e-6, "score {}", hit.1);
+        }
+    }
+
+    #[test]
+    fn an_empty_graph_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("images-0.seg");
+        assert_eq!(write(&Listed(Vec::new()), 2, &path).unwrap(), None);
+        assert!(!path.exists());
+    }
+
+    /// Hands out one more node on every visit after the first.
+    struct Growing {
+        graph: Listed,
+        visits: Cell<usize>,
+    }
+
+    impl Nodes for Growing {
+        fn visit(&self, f: &mut NodeVisitor<'_>) {
+            let extra = self.visits.get().min(1);
+            self.visits.set(self.visits.get() + 1);
+            let shown = self.graph.0.len() - 1 + extra;
+            for (id, vector, links) in &self.graph.0[..shown] {
+                f(*id, vector, links.clone());
+            }
+        }
+    }
+
+    #[test]
+    fn a_graph_that_changes_while_written_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("images-0.seg");
+        let graph = Growing {
+            graph: listed(),
+            visits: Cell::new(0),
+        };
+        let err = write(&graph, 2, &path).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("the graph changed while its segment was written"),
+            "{err}"
+        );
+    }
 }
