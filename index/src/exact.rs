@@ -122,10 +122,7 @@ unsafe fn dot_avx2_fma(a: &[f32], b: *const f32) -> f32 {
         );
         i += 8;
     }
-    let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-    let half = _mm_add_ps(_mm256_castps256_ps128(sum), _mm256_extractf128_ps(sum, 1));
-    let quad = _mm_add_ps(half, _mm_movehl_ps(half, half));
-    let mut total = _mm_cvtss_f32(_mm_add_ss(quad, _mm_shuffle_ps(quad, quad, 1)));
+    let mut total = sum_lanes_256(acc);
     while i < n {
         total += *pa.add(i) * b.add(i).read_unaligned();
         i += 1;
@@ -164,8 +161,7 @@ unsafe fn dot_avx512(a: &[f32], b: *const f32) -> f32 {
         );
         i += 16;
     }
-    let sum = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
-    let mut total = _mm512_reduce_add_ps(sum);
+    let mut total = sum_lanes_512(acc);
     while i < n {
         total += *pa.add(i) * b.add(i).read_unaligned();
         i += 1;
@@ -205,6 +201,8 @@ unsafe fn dot_f16_avx512(a: &[f32], b: *const u16) -> f32 {
     let pa = a.as_ptr();
     let mut acc = [_mm512_setzero_ps(); 4];
     let mut i = 0;
+    // SAFETY (all loads): `i + 64 <= n` keeps every 16-value unaligned load inside `a` and
+    // inside the `n` halves the caller vouches for at `b`; the rest is read one by one.
     while i + 64 <= n {
         for (j, acc) in acc.iter_mut().enumerate() {
             let x = _mm512_loadu_ps(pa.add(i + 16 * j));
@@ -213,8 +211,7 @@ unsafe fn dot_f16_avx512(a: &[f32], b: *const u16) -> f32 {
         }
         i += 64;
     }
-    let sum = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
-    let mut total = _mm512_reduce_add_ps(sum);
+    let mut total = sum_lanes_512(acc);
     while i < n {
         total += *pa.add(i) * half::f16::from_bits(b.add(i).read_unaligned()).to_f32();
         i += 1;
@@ -232,6 +229,8 @@ unsafe fn dot_f16_avx2(a: &[f32], b: *const u16) -> f32 {
     let pa = a.as_ptr();
     let mut acc = [_mm256_setzero_ps(); 4];
     let mut i = 0;
+    // SAFETY (all loads): `i + 32 <= n` keeps every 8-value unaligned load inside `a` and
+    // inside the `n` halves the caller vouches for at `b`; the rest is read one by one.
     while i + 32 <= n {
         for (j, acc) in acc.iter_mut().enumerate() {
             let x = _mm256_loadu_ps(pa.add(i + 8 * j));
@@ -240,15 +239,42 @@ unsafe fn dot_f16_avx2(a: &[f32], b: *const u16) -> f32 {
         }
         i += 32;
     }
-    let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-    let half = _mm_add_ps(_mm256_castps256_ps128(sum), _mm256_extractf128_ps(sum, 1));
-    let quad = _mm_add_ps(half, _mm_movehl_ps(half, half));
-    let mut total = _mm_cvtss_f32(_mm_add_ss(quad, _mm_shuffle_ps(quad, quad, 1)));
+    let mut total = sum_lanes_256(acc);
     while i < n {
         total += *pa.add(i) * half::f16::from_bits(b.add(i).read_unaligned()).to_f32();
         i += 1;
     }
     total
+}
+
+/// The sum of every lane of four accumulators, for the AVX2 kernels.
+///
+/// # Safety
+/// The CPU must support AVX.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+#[inline]
+unsafe fn sum_lanes_256(acc: [std::arch::x86_64::__m256; 4]) -> f32 {
+    use std::arch::x86_64::*;
+    let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+    let half = _mm_add_ps(_mm256_castps256_ps128(sum), _mm256_extractf128_ps(sum, 1));
+    let quad = _mm_add_ps(half, _mm_movehl_ps(half, half));
+    _mm_cvtss_f32(_mm_add_ss(quad, _mm_shuffle_ps(quad, quad, 1)))
+}
+
+/// The sum of every lane of four accumulators, for the AVX-512 kernels.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn sum_lanes_512(acc: [std::arch::x86_64::__m512; 4]) -> f32 {
+    use std::arch::x86_64::*;
+    _mm512_reduce_add_ps(_mm512_add_ps(
+        _mm512_add_ps(acc[0], acc[1]),
+        _mm512_add_ps(acc[2], acc[3]),
+    ))
 }
 
 /// A scored id, ordered best first: higher score, then lower id (so ties rank stably).

@@ -93,17 +93,17 @@ pub struct IndexOptions {
     pub exact_threshold: usize,
     /// Candidate list size of HNSW searches (at least the number of results fetched). The
     /// default, 192, reached recall@10 0.95 on 100k clustered 1024-d vectors in segments of
-    /// 50k (64 reached 0.75), at about 6 ms per query on one core: a person looking for photos
+    /// 50k (64 reached 0.75), at about 5 ms per query on one core: a person looking for photos
     /// wants the best ten, and the milliseconds do not show.
     pub ef_search: usize,
     /// Rebuild a segment at checkpoint when tombstones exceed this fraction of its points.
     pub compact_fraction: f64,
     /// Points per segment: the tail is sealed when it has this many, and merges build no
-    /// larger segment. It bounds a writer's memory (hnsw_rs holds the tail's vectors plus
-    /// about 2.7 KB per point: some 0.35 GB for 50k 1024-d vectors). Searches ask every
-    /// segment, but a smaller graph reaches the same recall with a smaller beam: on 100k
-    /// vectors, two segments of 50k answered as fast as one of 100k at recall@10 0.95, and
-    /// built in 0.8x the time.
+    /// larger segment. It bounds a writer's memory (the tail's vectors, hnsw_rs's links at
+    /// about 2.2 KB per point, sled's cache: a writer of 50k 1024-d vectors peaked at 0.41 GB).
+    /// Searches ask every segment, but a smaller graph reaches the same recall with a smaller
+    /// beam: on 100k vectors, two segments of 50k answered as fast as one of 100k at
+    /// recall@10 0.95, and built in 0.8x the time.
     pub segment_points: usize,
     /// Graph parameters for a new index; an existing index keeps the ones it was created with.
     pub hnsw: HnswParams,
