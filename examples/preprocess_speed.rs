@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use xsearch::ingest::decode::{decode_file, decode_file_scaled, DecodeLimits};
+use xsearch::decode::{decode_file, decode_file_scaled, DecodeLimits};
 use xsearch::model::preprocess::{min_source_side, Preprocessor};
 
 /// open_clip's `OPENAI_DATASET_MEAN` / `OPENAI_DATASET_STD`, RN50's `preprocess_cfg`.

@@ -8,7 +8,7 @@ use candle_core::{Device, Tensor};
 use image::DynamicImage;
 use rayon::prelude::*;
 
-use crate::ingest::decode::{decode_file_scaled, DecodeError, DecodeLimits};
+use crate::decode::{decode_file_scaled, DecodeError, DecodeLimits};
 use crate::ingest::pipeline::DEFAULT_BATCH_SIZE;
 use crate::model::hub::DownloadProgress;
 use crate::model::preprocess::{min_source_side, Preprocessor};
@@ -136,7 +136,7 @@ impl Clip {
     }
 
     /// The smallest short side images are decoded at: large JPEGs are reduced down to it (see
-    /// [`crate::ingest::decode::decode_file_scaled`]). Twice the model's input size; known from
+    /// [`crate::decode::decode_file_scaled`]). Twice the model's input size; known from
     /// the config, so asking does not load the image tower.
     pub fn min_source_side(&self) -> u32 {
         min_source_side(self.files.config.model_cfg.image_size())

@@ -8,7 +8,7 @@ pub enum Error {
     Model(#[from] crate::model::error::Error),
     /// Decoding an image.
     #[error(transparent)]
-    Decode(#[from] crate::ingest::decode::DecodeError),
+    Decode(#[from] crate::decode::DecodeError),
     /// The index (store, graph, lock, model mismatch).
     #[error(transparent)]
     Index(#[from] xsearch_index::IndexError),

@@ -32,6 +32,7 @@
 //! - *model directory*: `open_clip_config.json` + `open_clip_model.safetensors`, as on the hub.
 
 mod clip;
+pub mod decode;
 mod engine;
 mod error;
 pub mod ingest;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use image::DynamicImage;
 use serde::Deserialize;
-use xsearch::ingest::decode::{decode_file, DecodeLimits};
+use xsearch::decode::{decode_file, DecodeLimits};
 use xsearch::model::preprocess::Preprocessor;
 
 const OPENAI_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];

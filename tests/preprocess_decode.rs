@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use image::codecs::gif::GifEncoder;
 use image::codecs::jpeg::JpegEncoder;
 use image::{DynamicImage, Frame, ImageFormat, Rgb, RgbImage, Rgba, RgbaImage};
-use xsearch::ingest::decode::{
+use xsearch::decode::{
     decode_bytes, decode_bytes_scaled, decode_file, decode_file_scaled, DecodeError, DecodeLimits,
 };
 use xsearch::model::preprocess::{min_source_side, Preprocessor};

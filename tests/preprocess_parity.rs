@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use image::{DynamicImage, RgbImage};
 use serde::Deserialize;
-use xsearch::ingest::decode::{decode_file, decode_file_scaled, DecodeLimits};
+use xsearch::decode::{decode_file, decode_file_scaled, DecodeLimits};
 use xsearch::model::preprocess::{min_source_side, Preprocessor};
 
 #[derive(Deserialize)]

@@ -1,5 +1,4 @@
-//! Ingest: walking folders, decoding images, embedding them in batches.
+//! Ingest: walking folders, and the pipeline that decodes, embeds and commits images in batches.
 
-pub mod decode;
 pub mod pipeline;
 pub mod walk;

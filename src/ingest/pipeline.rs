@@ -16,7 +16,7 @@ use std::sync::mpsc;
 use rayon::prelude::*;
 use xsearch_index::{Entry, FileStamp, Index};
 
-use crate::ingest::decode::decode_bytes_scaled;
+use crate::decode::decode_bytes_scaled;
 use crate::ingest::walk::{distinct_roots, walk, Candidate, WalkOptions};
 use crate::{Clip, Error};
 

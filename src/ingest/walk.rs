@@ -16,23 +16,7 @@ use std::time::UNIX_EPOCH;
 
 use walkdir::WalkDir;
 
-/// Extensions the decoder handles.
-const SUPPORTED: &[&str] = &[
-    "jpg", "jpeg", "jpe", "jfif", "png", "webp", "gif", "bmp", "tif", "tiff",
-];
-
-/// Image extensions we recognise but cannot decode: they are reported, so a user knows why
-/// those photos are missing.
-const UNSUPPORTED: &[&str] = &[
-    "heic", "heif", "avif", "jxl", "cr2", "cr3", "nef", "arw", "dng", "orf", "rw2", "raf", "psd",
-    "svg", "ico",
-];
-
-/// Extensions that are certainly not images; their content is not sniffed.
-const NOT_IMAGES: &[&str] = &[
-    "mp4", "mov", "avi", "mkv", "m4v", "3gp", "xmp", "json", "txt", "md", "pdf", "html", "db",
-    "aae", "mp3", "wav", "zip",
-];
+use crate::decode::format::{self, Support};
 
 /// A file found by the walk.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,19 +125,11 @@ fn walk_error(err: &walkdir::Error, root: &Path) -> WalkError {
 
 /// `Ok(None)` when the file is not an image candidate.
 fn candidate(path: &Path) -> Result<Option<Candidate>, WalkError> {
-    let extension = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase);
-    let known = matches!(
-        extension.as_deref(),
-        Some(e) if SUPPORTED.contains(&e) || UNSUPPORTED.contains(&e)
-    );
-    if !known {
-        let skip = matches!(extension.as_deref(), Some(e) if NOT_IMAGES.contains(&e));
-        if skip || !has_image_signature(path) {
-            return Ok(None);
-        }
+    match format::by_extension(path) {
+        Some(Support::Decoded | Support::Recognised) => {}
+        Some(Support::NotImage) => return Ok(None),
+        None if has_image_signature(path) => {}
+        None => return Ok(None),
     }
     let metadata = std::fs::metadata(path).map_err(|err| WalkError {
         path: path.to_path_buf(),
@@ -171,22 +147,14 @@ fn candidate(path: &Path) -> Result<Option<Candidate>, WalkError> {
     }))
 }
 
-/// Whether the first bytes of the file are the signature of an image format `image` decodes.
+/// Whether the first bytes of the file are the signature of a format the decoder handles.
 /// Unreadable files answer no: they are not reported unless their extension says image.
 fn has_image_signature(path: &Path) -> bool {
-    let mut head = [0u8; 16];
+    let mut head = [0u8; format::SIGNATURE_LEN];
     let Ok(n) = File::open(path).and_then(|mut f| f.read(&mut head)) else {
         return false;
     };
-    matches!(
-        image::guess_format(&head[..n]),
-        Ok(image::ImageFormat::Jpeg
-            | image::ImageFormat::Png
-            | image::ImageFormat::WebP
-            | image::ImageFormat::Gif
-            | image::ImageFormat::Bmp
-            | image::ImageFormat::Tiff)
-    )
+    format::has_image_signature(&head[..n])
 }
 
 #[cfg(test)]

@@ -30,8 +30,6 @@ pub enum ParseError {
     DanglingOperator(char),
 }
 
-const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"];
-
 /// Parses `input`; `is_file` says whether a path names an existing file (injected for tests).
 pub(super) fn parse(input: &str, is_file: &dyn Fn(&Path) -> bool) -> Result<Query, ParseError> {
     let mut query = Query::default();
@@ -80,10 +78,7 @@ fn term(sign: f32, text: &str, is_file: &dyn Fn(&Path) -> bool) -> super::Weight
     };
     let path = Path::new(body);
     let looks_like_image = body.contains(std::path::MAIN_SEPARATOR)
-        || path
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()));
+        || crate::decode::format::has_image_extension(path);
     let term = if looks_like_image && is_file(path) {
         Term::ImagePath(PathBuf::from(body))
     } else {

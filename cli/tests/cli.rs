@@ -7,8 +7,11 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-const SHAPES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/models/shapes-tiny");
-const PARITY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/parity");
+const SHAPES: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../fixtures/models/shapes-tiny"
+);
+const PARITY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/parity");
 
 /// A temporary home for one test: an index directory and a photos folder.
 struct Sandbox {

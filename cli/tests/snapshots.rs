@@ -42,7 +42,10 @@ fn help_pages() {
 fn error_messages() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("not-a-model")).unwrap();
-    let shapes = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/models/shapes-tiny");
+    let shapes = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../fixtures/models/shapes-tiny"
+    );
     for (name, args) in [
         (
             "error_no_index",

@@ -1,0 +1,99 @@
+//! Why an image could not be decoded.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Why an image could not be decoded. Each variant names the file (`None` for in-memory bytes).
+///
+/// Displays as `PATH: REASON` (`<memory>: REASON` for in-memory bytes); [`DecodeError::reason`]
+/// is the part after the path.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The file could not be opened or read.
+    Io {
+        /// The file.
+        path: Option<PathBuf>,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// The file has no bytes at all.
+    Empty {
+        /// The file.
+        path: Option<PathBuf>,
+    },
+    /// The content matches no image format's signature.
+    UnknownFormat {
+        /// The file.
+        path: Option<PathBuf>,
+    },
+    /// A recognised image format (or feature of one) that this build cannot decode.
+    Unsupported {
+        /// The file.
+        path: Option<PathBuf>,
+        /// The decoder's explanation.
+        detail: String,
+    },
+    /// The header announces an image larger than [`DecodeLimits`] allow.
+    TooLarge {
+        /// The file.
+        path: Option<PathBuf>,
+        /// Width from the header.
+        width: u32,
+        /// Height from the header.
+        height: u32,
+        /// The limit it exceeds, in words.
+        limit: String,
+    },
+    /// The data is damaged or cut short.
+    Corrupt {
+        /// The file.
+        path: Option<PathBuf>,
+        /// The decoder's message.
+        message: String,
+    },
+}
+
+impl DecodeError {
+    /// The file the error is about; `None` when decoding in-memory bytes.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Self::Io { path, .. }
+            | Self::Empty { path }
+            | Self::UnknownFormat { path }
+            | Self::Unsupported { path, .. }
+            | Self::TooLarge { path, .. }
+            | Self::Corrupt { path, .. } => path.as_deref(),
+        }
+    }
+
+    /// What went wrong, without the path: for records already keyed by the path (the index's
+    /// failure list) and for in-memory bytes.
+    pub fn reason(&self) -> String {
+        match self {
+            Self::Io { source, .. } => source.to_string(),
+            Self::Empty { .. } => "empty file".to_owned(),
+            Self::UnknownFormat { .. } => "not an image: content matches no known format \
+                 (supported: JPEG, PNG, WebP, GIF, BMP, TIFF)"
+                .to_owned(),
+            Self::Unsupported { detail, .. } => format!("unsupported image: {detail}"),
+            Self::TooLarge {
+                width,
+                height,
+                limit,
+                ..
+            } => format!("image is {width}x{height}, above the {limit}"),
+            Self::Corrupt { message, .. } => format!("corrupt or truncated image: {message}"),
+        }
+    }
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.path() {
+            Some(path) => write!(f, "{}: {}", path.to_string_lossy(), self.reason()),
+            None => write!(f, "<memory>: {}", self.reason()),
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! Decoding image files into upright pixels, safely.
+//!
+//! - The format comes from the content (magic bytes), never from the file name: a JPEG saved as
+//!   `.png` decodes, random bytes named `.jpg` are an unknown format. Every supported format
+//!   (JPEG, PNG, WebP, GIF, BMP, TIFF) has a signature, so the extension adds nothing.
+//! - The header's dimensions are checked against [`DecodeLimits`] before any pixel buffer is
+//!   allocated, so a decompression bomb (a tiny PNG claiming 100000x100000) costs nothing.
+//! - EXIF orientation is applied on purpose: people see their photos upright, and search should
+//!   see them the same way. A broken EXIF block is ignored (the pixels are still good).
+//! - GIFs (and other animations) decode to their first frame.
+//! - A JPEG cut short is an error, as in Pillow, not a half-grey picture: the JPEG decoder
+//!   pads missing data silently, so the marker structure is checked for its end first.
+//! - A caller that only needs a small picture (the model's preprocessing) can say so with
+//!   [`decode_file_scaled`] / [`decode_bytes_scaled`]: a JPEG large enough is then decoded at
+//!   1/2 or 1/4 of its size by a scaled inverse DCT (`jpeg-decoder`, as libjpeg's
+//!   `scale_denom`, Pillow's `draft()`), never below the short side asked for. It skips most of
+//!   the IDCT, colour conversion and upsampling work, and the buffer is 4 or 16 times smaller.
+//!   Limits are still checked on the full size given by the header, and orientation and the
+//!   truncation check apply as on the full-size path. Everything else (small JPEGs, CMYK and
+//!   12-bit JPEGs, files jpeg-decoder refuses, other formats) takes the full-size path, which
+//!   is also where every error comes from.
+
+mod error;
+pub mod format;
+mod jpeg;
+mod limits;
+
+use std::io::{self, Cursor};
+use std::path::{Path, PathBuf};
+
+use image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader};
+
+pub use error::DecodeError;
+pub use limits::DecodeLimits;
+
+/// Decode the image file at `path`: format from its content, within `limits`, EXIF orientation
+/// applied, first frame of an animation.
+pub fn decode_file(path: &Path, limits: &DecodeLimits) -> Result<DynamicImage, DecodeError> {
+    decode_file_with(path, limits, None)
+}
+
+fn decode_file_with(
+    path: &Path,
+    limits: &DecodeLimits,
+    min_side: Option<u32>,
+) -> Result<DynamicImage, DecodeError> {
+    // Whole-file reads: the JPEG decoder buffers its whole input anyway, and the compressed
+    // file is small next to the pixels it decodes to.
+    let bytes = std::fs::read(path).map_err(|source| DecodeError::Io {
+        path: Some(path.to_path_buf()),
+        source,
+    })?;
+    decode(&bytes, limits, Some(path), min_side)
+}
+
+/// [`decode_file`] for an image already in memory.
+pub fn decode_bytes(bytes: &[u8], limits: &DecodeLimits) -> Result<DynamicImage, DecodeError> {
+    decode(bytes, limits, None, None)
+}
+
+/// [`decode_file`] for a caller that needs no more than `min_side` pixels on the short side: a
+/// JPEG whose short side is at least twice that decodes at 1/2 or 1/4 scale, the smallest
+/// that keeps the short side at or above `min_side` (before orientation, which only swaps the
+/// sides). Any other image decodes at full size.
+pub fn decode_file_scaled(
+    path: &Path,
+    limits: &DecodeLimits,
+    min_side: u32,
+) -> Result<DynamicImage, DecodeError> {
+    decode_file_with(path, limits, Some(min_side))
+}
+
+/// [`decode_file_scaled`] for an image already in memory.
+pub fn decode_bytes_scaled(
+    bytes: &[u8],
+    limits: &DecodeLimits,
+    min_side: u32,
+) -> Result<DynamicImage, DecodeError> {
+    decode(bytes, limits, None, Some(min_side))
+}
+
+fn decode(
+    bytes: &[u8],
+    limits: &DecodeLimits,
+    path: Option<&Path>,
+    min_side: Option<u32>,
+) -> Result<DynamicImage, DecodeError> {
+    let path = || path.map(Path::to_path_buf);
+    if bytes.is_empty() {
+        return Err(DecodeError::Empty { path: path() });
+    }
+    let mut reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|source| DecodeError::Io {
+            path: path(),
+            source,
+        })?;
+    match reader.format() {
+        None => return Err(DecodeError::UnknownFormat { path: path() }),
+        // The JPEG decoder fills missing data with grey instead of failing; Pillow refuses such
+        // files ("image file is truncated"), and so do we.
+        Some(ImageFormat::Jpeg) if !jpeg::is_complete(bytes) => {
+            return Err(DecodeError::Corrupt {
+                path: path(),
+                message: "JPEG data ends before its end-of-image marker (truncated file?)"
+                    .to_owned(),
+            });
+        }
+        Some(ImageFormat::Jpeg) => {
+            if let Some(image) = min_side.and_then(|side| jpeg::decode_scaled(bytes, limits, side))
+            {
+                return Ok(image);
+            }
+        }
+        Some(_) => {}
+    }
+    // Building a decoder only parses the header. Without limits here, the dimensions check
+    // below is ours, and its error can name the dimensions.
+    reader.no_limits();
+    let mut decoder = reader
+        .into_decoder()
+        .map_err(|e| from_image_error(e, path()))?;
+    let (width, height) = decoder.dimensions();
+    let too_large = |limit| DecodeError::TooLarge {
+        path: path(),
+        width,
+        height,
+        limit,
+    };
+    if let Some(limit) = limits.exceeded(width, height, decoder.total_bytes()) {
+        return Err(too_large(limit));
+    }
+    decoder
+        .set_limits(limits.image_limits())
+        .map_err(|e| match e {
+            ImageError::Limits(e) => too_large(e.to_string()),
+            e => from_image_error(e, path()),
+        })?;
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut image = DynamicImage::from_decoder(decoder).map_err(|e| match e {
+        ImageError::Limits(e) => too_large(e.to_string()),
+        e => from_image_error(e, path()),
+    })?;
+    image.apply_orientation(orientation);
+    Ok(image)
+}
+
+fn from_image_error(error: ImageError, path: Option<PathBuf>) -> DecodeError {
+    match error {
+        ImageError::Unsupported(e) => DecodeError::Unsupported {
+            path,
+            detail: e.to_string(),
+        },
+        // Decoders report a file cut short as an early end of their input.
+        ImageError::IoError(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+            DecodeError::Corrupt {
+                path,
+                message: "unexpected end of file".to_owned(),
+            }
+        }
+        ImageError::IoError(source) => DecodeError::Io { path, source },
+        e => DecodeError::Corrupt {
+            path,
+            message: e.to_string(),
+        },
+    }
+}
