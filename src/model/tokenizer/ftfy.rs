@@ -1,14 +1,12 @@
-//! The part of ftfy 6.3.1's `fix_text` (default configuration) that acts on ordinary text.
+//! ftfy 6.3.1's `fix_text` in its default configuration, as open_clip's `basic_clean` runs it.
 //!
-//! Ported: `unescape_html` ("auto"), `fix_c1_controls`, `fix_latin_ligatures`,
+//! Here: `unescape_html` ("auto"), `fix_c1_controls`, `fix_latin_ligatures`,
 //! `fix_character_width`, `uncurl_quotes`, `fix_line_breaks`, `remove_terminal_escapes`,
 //! `remove_control_chars`, NFC, the repeat-until-stable loop of `fix_and_explain` and the
-//! line-by-line segmentation of `fix_text`.
-//!
-//! Skipped: `fix_encoding` (mojibake repair: re-decoding text that looks like UTF-8 read as
-//! latin-1, windows-125x, MacRoman or cp437, driven by ftfy's badness heuristic). ftfy only acts
-//! there on text its heuristic flags as mojibake, which ordinary input is not. `fix_surrogates`
-//! has nothing to do: a Rust `str` cannot hold surrogates.
+//! line-by-line segmentation of `fix_text`. `fix_encoding` (mojibake repair, driven by ftfy's
+//! badness heuristic) is in `mojibake.rs`, its `utf-8-variants` decoder in `utf8_variants.rs`.
+//! `fix_surrogates` has nothing to do: a Rust `str` cannot hold surrogates, and no decoder ftfy
+//! runs produces one.
 
 use std::sync::OnceLock;
 
@@ -16,6 +14,7 @@ use regex::Regex;
 use unicode_normalization::UnicodeNormalization;
 
 use super::html::ftfy_unescape;
+use super::mojibake::fix_encoding;
 use super::tables::{C1_TO_WINDOWS_1252, CONTROL_CHARS, LIGATURES, WIDTH_MAP};
 
 /// ftfy's `TextFixerConfig.max_decode_length`: the longest segment fixed in one piece.
@@ -54,8 +53,8 @@ fn segment_end(text: &str) -> usize {
     text.len()
 }
 
-/// Mirrors `ftfy.fix_and_explain` without `fix_encoding`: apply every fixer in ftfy's order
-/// until the text stops changing.
+/// Mirrors `ftfy.fix_and_explain`: apply every fixer in ftfy's order until the text stops
+/// changing.
 fn fix_segment(segment: &str, unescape_html: bool) -> String {
     let mut text = segment.to_string();
     loop {
@@ -64,7 +63,10 @@ fn fix_segment(segment: &str, unescape_html: bool) -> String {
         } else {
             text.clone()
         };
-        fixed = map_chars(&fixed, fix_c1_control);
+        if let Some(repaired) = fix_encoding(&fixed) {
+            fixed = repaired;
+        }
+        fixed = fix_c1_controls(&fixed);
         fixed = map_chars(&fixed, fix_latin_ligature);
         fixed = map_chars(&fixed, fix_character_width);
         fixed = map_chars(&fixed, uncurl_quote);
@@ -106,11 +108,11 @@ fn lookup(table: &'static [(char, &'static str)], c: char) -> Replacement {
 }
 
 /// Mirrors `fixes.fix_c1_controls`: C1 controls read as windows-1252, as browsers do.
-fn fix_c1_control(c: char) -> Replacement {
-    match c {
+pub(super) fn fix_c1_controls(text: &str) -> String {
+    map_chars(text, |c| match c {
         '\u{80}'..='\u{9f}' => Replacement::Char(C1_TO_WINDOWS_1252[c as usize - 0x80]),
         _ => Replacement::Keep,
-    }
+    })
 }
 
 /// Mirrors `fixes.fix_latin_ligatures`.
