@@ -9,6 +9,7 @@ use candle_core::{Device, Tensor};
 use common::{cosine, f32s, fixture, read_json, u32s};
 use xsearch::kernels::Isa;
 use xsearch::model::resnet::ImageTower;
+use xsearch::model::tokenizer::Tokenizer;
 use xsearch::model::weights::{Checkpoint, TensorLoader};
 use xsearch::model::{verify_checkpoint, ImageEncoder, ModelFiles, TextEncoder};
 
@@ -223,6 +224,15 @@ fn rn50_scheme_weights_match_open_clip() {
         .iter()
         .map(u32s)
         .collect();
+    // The texts include a mojibake caption, which open_clip's ftfy repairs first.
+    let tokenizer = Tokenizer::new();
+    for (text, ids) in reference["texts"].as_array().unwrap().iter().zip(&tokens) {
+        assert_eq!(
+            &tokenizer.tokenize(text.as_str().unwrap(), 77),
+            ids,
+            "{text}"
+        );
+    }
     let got = text
         .embed_tokens(&tokens)
         .unwrap()
