@@ -1,9 +1,8 @@
 //! Errors of the index, each naming the thing it is about.
 
-use std::fmt;
 use std::path::PathBuf;
 
-use crate::IndexSpec;
+use crate::types::IndexSpec;
 
 /// Everything that can go wrong while opening, writing or searching an index.
 #[derive(Debug, thiserror::Error)]
@@ -115,11 +114,5 @@ impl IndexError {
             path: path.into(),
             source,
         }
-    }
-}
-
-impl fmt::Display for IndexSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "model '{}' (dim {})", self.model, self.dim)
     }
 }

@@ -1,36 +1,14 @@
 //! The HNSW graph being built (hnsw_rs): where new vectors are inserted until they are sealed
 //! into a segment, and where merges and repairs rebuild segments from the store.
 
-use hnsw_rs::prelude::{Distance, Hnsw};
-use serde::{Deserialize, Serialize};
-
-use crate::exact::dot;
+use crate::kernels::clamped_distance;
 use crate::segment::{NodeVisitor, Nodes};
+use crate::types::HnswParams;
 use crate::Id;
+use hnsw_rs::prelude::{Distance, Hnsw};
 
 /// hnsw_rs caps the number of layers at 16.
 const MAX_LAYERS: usize = 16;
-
-/// Construction parameters of the graph, fixed when an index is created.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HnswParams {
-    /// Neighbours kept per node and layer (hnswlib's `M`), at most 256.
-    pub max_connections: usize,
-    /// Candidate list size while inserting (hnswlib's `ef_construction`).
-    pub ef_construction: usize,
-}
-
-/// Measured on 100k clustered 1024-d vectors (`BENCHMARKS.md`, "HNSW"): in segments of 50k,
-/// `ef_construction` 150 builds in 0.78x the time of 200 and reached recall@10 0.95 at the
-/// same search beam, with more queries/s (sparser neighbour lists cost less per step).
-impl Default for HnswParams {
-    fn default() -> Self {
-        HnswParams {
-            max_connections: 16,
-            ef_construction: 150,
-        }
-    }
-}
 
 /// `1 - a·b`, clamped at 0.
 ///
@@ -43,12 +21,6 @@ impl Distance<f32> for ClampedDot {
     fn eval(&self, va: &[f32], vb: &[f32]) -> f32 {
         clamped_distance(va, vb)
     }
-}
-
-/// [`ClampedDot`]'s distance.
-pub(crate) fn clamped_distance(a: &[f32], b: &[f32]) -> f32 {
-    // `f32::max` also maps a NaN to 0, so a degenerate vector cannot break the heap order.
-    (1.0 - dot(a, b)).max(0.0)
 }
 
 /// An hnsw_rs graph in memory. Ids are the store's ids.

@@ -6,10 +6,16 @@
 //! view as the collection's first segment when there is one; every vector it does not hold is
 //! inserted into a new segment, as after an interrupted run. The snapshot files are deleted.
 
-use serde::Deserialize;
+use std::path::Path;
 
-use crate::collection::decode;
-use crate::segment::SegmentInfo;
+use serde::Deserialize;
+use sled::Tree;
+
+use super::list::SegmentInfo;
+use crate::store::codec::decode;
+use crate::store::keys::Names;
+use crate::store::meta::META_FORMAT;
+use crate::{IndexError, FORMAT_VERSION};
 
 /// Format 1's meta keys (after the collection's prefix), removed by the conversion.
 pub(crate) const KEYS: [&str; 2] = ["snapshot", VIEW];
@@ -36,4 +42,24 @@ pub(crate) fn view_as_segment(bytes: &[u8]) -> Option<SegmentInfo> {
         file: view.file,
         checksum: view.checksum,
     })
+}
+
+/// Ends a conversion once both collections have stored their segment lists: drops the old
+/// format's meta keys and records the new version, atomically. A conversion cut short runs
+/// again on the next open, and picks up the segment lists already stored.
+pub(crate) fn finish_conversion(
+    path: &Path,
+    meta: &Tree,
+    collections: [Names; 2],
+) -> Result<(), IndexError> {
+    let mut batch = sled::Batch::default();
+    for names in collections {
+        for key in KEYS {
+            batch.remove(names.meta_key(key));
+        }
+    }
+    batch.insert(META_FORMAT, &FORMAT_VERSION.to_be_bytes());
+    meta.apply_batch(batch)
+        .and_then(|()| meta.flush().map(drop))
+        .map_err(|e| IndexError::store(path, e))
 }
