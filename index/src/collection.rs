@@ -17,6 +17,7 @@ use crate::store::Store;
 use crate::types::{
     CollectionStats, Entry, GraphStatus, Hit, HnswParams, IndexOptions, KeyFilter, Record,
 };
+use crate::view::CollectionHeader;
 use crate::{Id, IndexError};
 
 /// Everything a collection needs from its index at open time.
@@ -74,10 +75,6 @@ impl Collection {
             writer: Mutex::new(()),
         };
         Ok((collection, status, changed))
-    }
-
-    pub(crate) fn graphs(&self) -> &Graphs {
-        &self.graphs
     }
 
     /// Stores a batch atomically: records, vectors, ids and hashes land in one sled
@@ -209,13 +206,32 @@ impl Collection {
         })
     }
 
+    /// Holds off every other write to this collection while the guard lives (a checkpoint
+    /// publishes the records and segments of one moment).
+    pub(crate) fn lock_writer(&self) -> MutexGuard<'_, ()> {
+        lock(&self.writer)
+    }
+
     /// Seals the tail, then rebuilds what the merge policy asks for (segments full of
-    /// tombstones, runs of small segments). Files no longer listed are deleted by the index
-    /// afterwards.
-    pub(crate) fn checkpoint(&self) -> Result<(), IndexError> {
-        let _writer = lock(&self.writer);
+    /// tombstones, runs of small segments). The caller holds [`Collection::lock_writer`].
+    /// Files no longer listed are deleted by the index once it has published a view.
+    pub(crate) fn seal_and_merge(&self) -> Result<(), IndexError> {
         self.graphs.seal_tail(&self.store)?;
         self.graphs.merge(&self.store, &self.live)
+    }
+
+    /// Deletes the graph files this collection wrote that its list no longer names.
+    pub(crate) fn remove_unreferenced_files(&self) -> Result<(), IndexError> {
+        self.graphs.remove_unreferenced_files(&self.store)
+    }
+
+    /// What the read view says of this collection.
+    pub(crate) fn view_header(&self) -> Result<CollectionHeader, IndexError> {
+        Ok(CollectionHeader {
+            segments: self.graphs.list().segments,
+            records: self.len(),
+            data_generation: self.store.generation()?,
+        })
     }
 }
 

@@ -16,6 +16,26 @@ pub enum IndexError {
         /// The index directory.
         path: PathBuf,
     },
+    /// The directory exists, holds files, and is not an xsearch index: nothing is written
+    /// to it.
+    #[error(
+        "{}: not an xsearch index (the directory holds other files)\n\nChoose a new or empty directory for the index.",
+        path.display()
+    )]
+    NotAnIndex {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// The index has no read view: it was last written by a build that did not publish one.
+    /// Opening it once for writing ([`crate::Index::open`]) publishes it.
+    #[error(
+        "{}: the index has no read view yet (it was written by an older version)\n\nOpen it once for writing, which publishes the view, then read it again.",
+        path.display()
+    )]
+    NoView {
+        /// The index directory.
+        path: PathBuf,
+    },
     /// The index was built with another model or embedding size than the one requested.
     #[error(
         "{}: the index was built with {index}, not {requested}\n\nUse the same model, or pick another index directory (--index).",

@@ -1,23 +1,29 @@
 //! An open index, as its one writer holds it: the store, both collections, the failures.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use sled::{Db, Tree};
 
 use crate::collection::{Collection, Context};
 use crate::graphs::legacy::finish_conversion;
+use crate::reader::now_ms;
 use crate::store::codec::{decode, encode};
 use crate::store::keys::{IMAGES, TEXTS};
-use crate::store::meta::check_meta;
+use crate::store::meta::{check_meta, StoredSpec};
 use crate::store::open_db;
 use crate::types::{Failure, IndexOptions, IndexSpec, IndexStats, OpenReport};
+use crate::view::{self, Item};
 use crate::{IndexError, FORMAT_VERSION};
 
 /// An open index directory. Holding it locks the directory against other processes.
 pub struct Index {
     path: PathBuf,
     spec: IndexSpec,
+    stored: StoredSpec,
+    /// The generation of the last view published.
+    generation: AtomicU64,
     db: Db,
     failures: Tree,
     images: Collection,
@@ -44,6 +50,7 @@ impl Index {
         options: IndexOptions,
     ) -> Result<Index, IndexError> {
         let path = dir.as_ref().to_path_buf();
+        refuse_foreign(&path)?;
         std::fs::create_dir_all(&path).map_err(|e| IndexError::io(&path, e))?;
         let db = open_db(&path)?;
         let tree = |name: &str| db.open_tree(name).map_err(|e| IndexError::store(&path, e));
@@ -70,14 +77,12 @@ impl Index {
         if converting {
             finish_conversion(&path, &meta, [IMAGES, TEXTS])?;
         }
-        for (collection, changed) in [(&images, images_changed), (&texts, texts_changed)] {
-            if changed {
-                collection.graphs().remove_unreferenced_files()?;
-            }
-        }
-        Ok(Index {
+        let published = view::read_header(&path).ok();
+        let index = Index {
+            generation: AtomicU64::new(published.as_ref().map_or(0, |h| h.generation)),
             path,
             spec: spec.clone(),
+            stored,
             db,
             failures,
             images,
@@ -87,7 +92,20 @@ impl Index {
                 texts: texts_status,
                 converted_from: converting.then_some(found),
             },
-        })
+        };
+        // Readers see only what is published: publish unless the view already shows this
+        // state (a clean reopen writes nothing).
+        let current = match &published {
+            Some(header) => !(images_changed || texts_changed) && index.shows(header)?,
+            None => false,
+        };
+        if !current {
+            index.publish()?;
+        }
+        for collection in [&index.images, &index.texts] {
+            collection.remove_unreferenced_files()?;
+        }
+        Ok(index)
     }
 
     /// The image collection (keys: path bytes).
@@ -167,15 +185,72 @@ impl Index {
     /// Seals the vectors added since the last checkpoint into segments, merges small segments
     /// and compacts those with too many tombstones, and flushes everything. Call it at the end
     /// of an ingest run.
+    ///
+    /// Then publishes the read view, so [`Reader`](crate::Reader)s opened from now on see
+    /// everything committed before it, and only then deletes the segment files merges
+    /// replaced (the old view named them). How fresh readers are is how often this runs.
     pub fn checkpoint(&self) -> Result<(), IndexError> {
-        self.images.checkpoint()?;
-        self.texts.checkpoint()?;
+        // One moment for both collections: no batch lands between sealing and publishing.
+        let _images = self.images.lock_writer();
+        let _texts = self.texts.lock_writer();
+        self.images.seal_and_merge()?;
+        self.texts.seal_and_merge()?;
         self.flush()?;
-        // Segments replaced by merges, and files left half-written by a killed run.
+        self.publish()?;
         for collection in [&self.images, &self.texts] {
-            collection.graphs().remove_unreferenced_files()?;
+            collection.remove_unreferenced_files()?;
         }
         Ok(())
+    }
+
+    /// Writes the read view of the current state (see [`crate::view`]).
+    fn publish(&self) -> Result<(), IndexError> {
+        let generation = self.generation.load(Ordering::Relaxed) + 1;
+        let header = view::Header {
+            published_ms: now_ms(),
+            generation,
+            ..self.view_header()?
+        };
+        view::publish(&self.path, &header, |sink| {
+            for item in self.images.iter() {
+                let (key, record) = item?;
+                sink(Item::Image(&key, &record))?;
+            }
+            for item in self.texts.iter() {
+                let (key, record) = item?;
+                sink(Item::Text(&key, &record))?;
+            }
+            for (key, failure) in self.failures()? {
+                sink(Item::Failure(&key, &failure))?;
+            }
+            Ok(())
+        })?;
+        self.generation.store(generation, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The view header of the current state, without generation and time.
+    fn view_header(&self) -> Result<view::Header, IndexError> {
+        Ok(view::Header {
+            format: FORMAT_VERSION,
+            model: self.stored.model.clone(),
+            dim: self.stored.dim,
+            hnsw: self.stored.hnsw,
+            generation: 0,
+            published_ms: 0,
+            images: self.images.view_header()?,
+            texts: self.texts.view_header()?,
+            failures: self.failures.len(),
+        })
+    }
+
+    /// Whether the published view `header` shows the current state.
+    fn shows(&self, header: &view::Header) -> Result<bool, IndexError> {
+        Ok(view::Header {
+            generation: header.generation,
+            published_ms: header.published_ms,
+            ..self.view_header()?
+        } == *header)
     }
 
     /// Makes everything written so far durable, without sealing the tails.
@@ -192,8 +267,76 @@ impl Index {
     }
 }
 
+/// Refuses to write into `path` when it is a directory that holds files and no index (no
+/// `store/`): a mistyped `--index` must not litter, or delete from, someone's folder.
+fn refuse_foreign(path: &Path) -> Result<(), IndexError> {
+    if path.join("store").is_dir() {
+        return Ok(());
+    }
+    let holds_files = std::fs::read_dir(path).is_ok_and(|mut entries| entries.next().is_some());
+    if holds_files {
+        return Err(IndexError::NotAnIndex {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(())
+}
+
 // The CLI shares one index between its embedding and search threads.
 const _: fn() = || {
     fn shareable<T: Send + Sync>() {}
     shareable::<Index>();
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::Entry;
+
+    fn spec() -> IndexSpec {
+        IndexSpec {
+            model: "m".into(),
+            dim: 2,
+        }
+    }
+
+    /// A kill while a segment file is written leaves the file, named in meta as the one
+    /// being written: the next open deletes it. A stray of the same shape that meta does not
+    /// name stays.
+    #[test]
+    fn a_segment_file_a_killed_run_was_writing_is_deleted_and_strays_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::open(dir.path(), &spec()).unwrap();
+        index
+            .images()
+            .upsert_batch(vec![Entry {
+                key: b"a".to_vec(),
+                file: None,
+                vector: vec![1.0, 0.0],
+            }])
+            .unwrap();
+        index.close().unwrap();
+        let graph = dir.path().join("graph");
+        std::fs::write(graph.join("images-5.seg"), b"half-written").unwrap();
+        std::fs::write(graph.join("images-6.seg"), b"a user's").unwrap();
+        {
+            let db = open_db(dir.path()).unwrap();
+            let meta = db.open_tree("meta").unwrap();
+            meta.insert("images.writing", &b"\"images-5.seg\""[..])
+                .unwrap();
+            db.flush().unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+
+        let index = Index::open(dir.path(), &spec()).unwrap();
+        assert!(!graph.join("images-5.seg").exists());
+        assert_eq!(
+            std::fs::read(graph.join("images-6.seg")).unwrap(),
+            b"a user's"
+        );
+        assert_eq!(
+            index.images().search(&[1.0, 0.0], 1, None).unwrap()[0].key,
+            b"a"
+        );
+    }
+}

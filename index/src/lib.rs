@@ -20,7 +20,8 @@
 //!
 //! # Concepts
 //!
-//! - **Index**: a directory holding a sled store (`store/`) and graph segments (`graph/`).
+//! - **Index**: a directory holding a sled store (`store/`), graph segments (`graph/`) and
+//!   the read view (`view`).
 //!   It carries a format version, the model fingerprint and the embedding dimension; opening
 //!   it with another model or dimension is [`IndexError::ModelMismatch`].
 //! - **Collection**: keyed vectors. An index has two: [`Index::images`] (keys are path bytes)
@@ -38,6 +39,18 @@
 //!   [`IndexOptions::compact_fraction`] of it, and merge small segments.
 //! - **Generation**: a counter bumped by every committed batch or removal, for callers that
 //!   cache results.
+//! - **Writer**: an [`Index`], the one process that holds the store's lock and writes. A
+//!   second writer gets [`IndexError::Locked`]. It never writes into a directory that holds
+//!   other files and no index ([`IndexError::NotAnIndex`]), and deletes only graph files its
+//!   meta records it wrote.
+//! - **View**: the file `view` in the index directory, published by the writer at open (when
+//!   stale) and at every [`Index::checkpoint`]: the spec, per collection its segment files
+//!   and live records, and the failures, replaced atomically. A segment the published view
+//!   names is deleted only after a newer view stops naming it.
+//! - **Reader**: a [`Reader`] opens the view and maps the segments it names, with no lock and
+//!   no write, so any number of readers work beside the writer, on read-only media too. It
+//!   sees the writer's last checkpoint ([`IndexInfo::generation`], [`IndexInfo::published`]);
+//!   its searches run the same code as the writer's. [`inspect`] reads the spec alone.
 //!
 //! # Durability
 //!
@@ -49,6 +62,7 @@
 //! the store ([`GraphStatus::Rebuilt`]). [`Index::open_report`] says which, for the caller
 //! to print.
 
+mod checksum;
 mod collection;
 mod error;
 mod exact;
@@ -56,18 +70,21 @@ mod graphs;
 mod index;
 mod kernels;
 mod live;
+mod reader;
 mod search;
 mod segment;
 mod store;
 mod types;
+mod view;
 
 pub use collection::Collection;
 pub use error::IndexError;
 pub use graphs::tail::ClampedDot;
 pub use index::Index;
+pub use reader::{inspect, ReadCollection, Reader};
 pub use types::{
-    CollectionStats, Entry, Failure, FileStamp, GraphStatus, Hit, HnswParams, Id, IndexOptions,
-    IndexSpec, IndexStats, KeyFilter, OpenReport, Record,
+    CollectionStats, Entry, Failure, FileStamp, GraphStatus, Hit, HnswParams, Id, IndexInfo,
+    IndexOptions, IndexSpec, IndexStats, KeyFilter, OpenReport, Record,
 };
 
 /// The on-disk format this build writes. It also reads format 1, converting it on open.

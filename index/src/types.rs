@@ -2,6 +2,7 @@
 //! module: it imports nothing from the rest of the crate, so every other module can use it.
 
 use std::fmt;
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
@@ -223,4 +224,22 @@ impl fmt::Display for IndexSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "model '{}' (dim {})", self.model, self.dim)
     }
+}
+
+/// What an index is, read from its view without opening it ([`crate::inspect`],
+/// [`crate::Reader::info`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexInfo {
+    /// The on-disk format version.
+    pub format: u32,
+    /// The model fingerprint the index was built with ([`IndexSpec::model`]).
+    pub model_fingerprint: String,
+    /// Embedding dimension.
+    pub dim: usize,
+    /// The graph parameters it was created with.
+    pub hnsw: HnswParams,
+    /// Bumped by every publish of the view: what a reader sees changes only with it.
+    pub generation: u64,
+    /// When the view was published (the writer's last checkpoint).
+    pub published: SystemTime,
 }

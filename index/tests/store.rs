@@ -455,31 +455,123 @@ fn filter_restricts_graph_and_exact_search() {
     assert_eq!(graph_keys, exact_keys);
 }
 
+/// Graph GC deletes only files this index wrote (its meta names them): files copied into
+/// `graph/` under names like ours stay (issue 12: a stray `graph/images-0.seg` was deleted).
+/// That a file half-written by a killed run is deleted is tested inside the crate
+/// (`index::tests`), where the kill can be staged.
 #[test]
-fn files_left_by_an_interrupted_checkpoint_are_removed_by_the_next() {
+fn files_the_index_did_not_write_are_left_alone() {
     let dir = tempfile::tempdir().unwrap();
     let index = Index::open_with(dir.path(), &spec(), graph_options()).unwrap();
     index.images().upsert_batch(entries(0..50)).unwrap();
     index.close().unwrap();
-    // What a kill between writing a segment and listing it in meta leaves behind, and the
-    // graph snapshot files of format 1.
     let graph = dir.path().join("graph");
-    for stray in ["images-7.seg", "images-0.hnsw.graph", "images-0.hnsw.data"] {
-        std::fs::write(graph.join(stray), b"half-written").unwrap();
+    for stray in [
+        "images-7.seg",
+        "images-0.hnsw.graph",
+        "images-0.hnsw.data",
+        "notes.txt",
+    ] {
+        std::fs::write(graph.join(stray), b"not ours").unwrap();
     }
-    std::fs::write(graph.join("notes.txt"), b"not ours").unwrap();
 
     let index = Index::open_with(dir.path(), &spec(), graph_options()).unwrap();
     assert_eq!(index.open_report().images, GraphStatus::Loaded);
     index.images().upsert_batch(entries(50..60)).unwrap();
+    index.close().unwrap();
+    // A compaction replaces images-0.seg (12 of its 50 points removed) by images-2.seg and
+    // deletes it: ours; the strays stay.
+    let index = Index::open_with(dir.path(), &spec(), graph_options()).unwrap();
+    index
+        .images()
+        .remove(&[
+            key(0),
+            key(1),
+            key(2),
+            key(3),
+            key(4),
+            key(5),
+            key(6),
+            key(7),
+            key(8),
+            key(9),
+            key(10),
+            key(11),
+        ])
+        .unwrap();
     index.close().unwrap();
 
     let names: Vec<String> = graph_files(dir.path())
         .iter()
         .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(names, ["images-0.seg", "images-1.seg", "notes.txt"]);
+    assert_eq!(
+        names,
+        [
+            "images-0.hnsw.data",
+            "images-0.hnsw.graph",
+            "images-1.seg",
+            "images-2.seg",
+            "images-7.seg",
+            "notes.txt"
+        ]
+    );
+    assert_eq!(
+        std::fs::read(graph.join("images-7.seg")).unwrap(),
+        b"not ours"
+    );
     let index = Index::open_with(dir.path(), &spec(), graph_options()).unwrap();
     assert_eq!(index.open_report().images, GraphStatus::Loaded);
-    assert_eq!(index.images().len(), 60);
+    assert_eq!(index.images().len(), 48);
+}
+
+#[test]
+fn a_folder_that_is_not_an_index_is_never_written_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("photos");
+    std::fs::create_dir_all(folder.join("graph")).unwrap();
+    std::fs::write(folder.join("graph/images-0.seg"), b"a user's file").unwrap();
+    std::fs::write(folder.join("holiday.jpg"), b"jpeg").unwrap();
+
+    let err = Index::open(&folder, &spec()).err().unwrap();
+    assert!(
+        matches!(&err, IndexError::NotAnIndex { path } if *path == folder),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("not an xsearch index"), "{err}");
+    let mut left: Vec<_> = walk(&folder);
+    left.sort();
+    assert_eq!(left, ["graph", "graph/images-0.seg", "holiday.jpg"]);
+    assert_eq!(
+        std::fs::read(folder.join("graph/images-0.seg")).unwrap(),
+        b"a user's file"
+    );
+
+    // A missing directory, and an empty one, become new indexes.
+    for new in [dir.path().join("new/index"), dir.path().join("empty")] {
+        if new.ends_with("empty") {
+            std::fs::create_dir(&new).unwrap();
+        }
+        Index::open(&new, &spec()).unwrap().close().unwrap();
+        assert!(new.join("store").is_dir());
+        Index::open(&new, &spec()).unwrap().close().unwrap();
+    }
+}
+
+/// Paths under `dir`, relative, files and directories.
+fn walk(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path
+            .strip_prefix(dir)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        if path.is_dir() {
+            found.extend(walk(&path).into_iter().map(|p| format!("{name}/{p}")));
+        }
+        found.push(name);
+    }
+    found
 }

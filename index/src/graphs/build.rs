@@ -3,10 +3,10 @@
 
 use std::sync::RwLock;
 
-use super::list::{fresh_file, SegmentInfo, SegmentList};
+use super::list::{SegmentInfo, SegmentList};
 use super::merge::{self, SegmentCounts};
 use super::tail::Graph;
-use super::{read, write, Graphs, LIST, OLD_LIST};
+use super::{read, write, Graphs, LIST, OLD_LIST, WRITING};
 use crate::exact::CHUNK;
 use crate::live::LiveSet;
 use crate::segment::{self, Nodes, Segment};
@@ -37,21 +37,25 @@ impl Graphs {
                 }
                 graph.insert(&points);
             }
-            built.push(self.write_segment(&mut list.files_written, &graph)?);
+            built.push(self.write_segment(store, list, &graph)?);
         }
         Ok(built)
     }
 
-    /// Writes `graph` (not empty) as a new segment file and maps it back; `files_written` is
-    /// the list's counter of file names.
+    /// Writes `graph` (not empty) as a new segment file under a fresh name of `list`, and
+    /// maps it back. The name is in meta (as the one being written) before the file exists,
+    /// so a kill midway leaves a file the next open knows to delete.
     pub(super) fn write_segment(
         &self,
-        files_written: &mut u64,
+        store: &Store,
+        list: &mut SegmentList,
         graph: &dyn Nodes,
     ) -> Result<(SegmentInfo, Segment), IndexError> {
         let dir = &self.config.dir;
         std::fs::create_dir_all(dir).map_err(|e| IndexError::io(dir, e))?;
-        let file = fresh_file(files_written, self.config.name, dir);
+        let file = list.fresh_file(self.config.name, dir);
+        store.set_meta_json(WRITING, &Some(&file), &[])?;
+        store.flush()?;
         let path = dir.join(&file);
         let failed = |message: String| IndexError::Segment {
             path: path.clone(),
@@ -59,7 +63,8 @@ impl Graphs {
         };
         let checksum = segment::write(graph, self.config.dim, &path)?
             .ok_or_else(|| failed("the graph is empty".into()))?;
-        let segment = Segment::load(&path, checksum, self.config.dim).map_err(failed)?;
+        let segment =
+            Segment::load(&path, checksum, self.config.dim).map_err(|e| failed(e.to_string()))?;
         Ok((SegmentInfo { file, checksum }, segment))
     }
 
@@ -72,7 +77,7 @@ impl Graphs {
             if state.tail.len() == 0 {
                 return Ok(());
             }
-            self.write_segment(&mut list.files_written, &state.tail)?
+            self.write_segment(store, &mut list, &state.tail)?
         };
         list.segments.push(sealed.0);
         store_list(store, &list)?;

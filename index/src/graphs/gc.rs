@@ -1,43 +1,49 @@
-//! Deleting graph files that no list names any more.
+//! Deleting graph files that no list names any more: only files this index wrote.
 
-use std::path::PathBuf;
-
-use super::{read, Graphs};
+use super::build::store_list;
+use super::{write, Graphs, WRITING};
+use crate::store::Store;
 use crate::IndexError;
 
 impl Graphs {
-    /// Deletes this collection's graph files that meta does not list: segments replaced by a
-    /// merge, files half-written by a killed run, and format 1's graph snapshots (all are
-    /// named `<collection>-...`).
-    pub fn remove_unreferenced_files(&self) -> Result<(), IndexError> {
+    /// Deletes the files this collection wrote that its list no longer names: segments
+    /// replaced by a merge, a file half-written by a killed run, format 1's graph snapshots.
+    /// A file it did not write (per its meta) stays, whatever its name. Called after the read
+    /// view that stops naming them is published, so no reader is sent to a deleted file.
+    pub fn remove_unreferenced_files(&self, store: &Store) -> Result<(), IndexError> {
         let dir = &self.config.dir;
-        let keep: Vec<PathBuf> = read(&self.state)
-            .list
-            .segments
+        let list = self.list();
+        let being_written = store
+            .meta_json::<Option<String>>(WRITING)?
+            .and_then(Result::ok)
+            .flatten();
+        let mut doomed: Vec<String> = list
+            .written
             .iter()
-            .map(|info| dir.join(&info.file))
+            .filter(|name| !list.segments.iter().any(|s| &s.file == *name))
+            .cloned()
             .collect();
-        let prefix = format!("{}-", self.config.name);
-        let entries = match std::fs::read_dir(dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(IndexError::io(dir, e)),
-        };
-        for entry in entries {
-            let path = entry.map_err(|e| IndexError::io(dir, e))?.path();
-            let ours = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with(&prefix));
-            if ours && !keep.contains(&path) {
-                match std::fs::remove_file(&path) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                        return Err(IndexError::io(path, e))
-                    }
-                    _ => {}
-                }
+        if let Some(name) = being_written {
+            if !list.segments.iter().any(|s| s.file == name) && !doomed.contains(&name) {
+                doomed.push(name);
             }
         }
-        Ok(())
+        if doomed.is_empty() {
+            return Ok(());
+        }
+        for name in &doomed {
+            let path = dir.join(name);
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(IndexError::io(path, e))
+                }
+                _ => {}
+            }
+        }
+        store.set_meta_json(WRITING, &None::<String>, &[])?;
+        let mut state = write(&self.state);
+        state.list.written.retain(|name| !doomed.contains(name));
+        store_list(store, &state.list)?;
+        store.flush()
     }
 }

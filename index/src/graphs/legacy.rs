@@ -15,6 +15,7 @@ use super::list::SegmentInfo;
 use crate::store::codec::decode;
 use crate::store::keys::Names;
 use crate::store::meta::META_FORMAT;
+use crate::store::Store;
 use crate::{IndexError, FORMAT_VERSION};
 
 /// Format 1's meta keys (after the collection's prefix), removed by the conversion.
@@ -32,6 +33,31 @@ struct ViewInfo {
     #[allow(dead_code)]
     generation: u64,
     checksum: (u32, u64),
+}
+
+/// Format 1's record of a graph snapshot: its leading fields, all that conversion needs
+/// (bincode reads fields in order and ignores what follows).
+#[derive(Deserialize)]
+struct SnapshotInfo {
+    /// Read only to get past it (bincode has no field names).
+    _seq: u64,
+    /// hnsw_rs's basename: files `<basename>.hnsw.graph` and `.hnsw.data`.
+    basename: String,
+}
+
+/// The files a format 1 collection wrote (its snapshot's and its view's), as its meta
+/// records them.
+pub(crate) fn files_written(store: &Store) -> Result<Vec<String>, IndexError> {
+    let mut files = Vec::new();
+    if let Some(Ok(snapshot)) = store.meta_bincode::<SnapshotInfo>("snapshot")? {
+        for ext in ["hnsw.graph", "hnsw.data"] {
+            files.push(format!("{}.{ext}", snapshot.basename));
+        }
+    }
+    if let Some(Ok(view)) = store.meta_bincode::<ViewInfo>(VIEW)? {
+        files.push(view.file);
+    }
+    Ok(files)
 }
 
 /// The segment that a format 1 view record describes, if it decodes. Whether the file is

@@ -30,6 +30,8 @@ use crate::Id;
 
 /// The meta key (after the collection's prefix) of the segment list, JSON.
 const LIST: &str = "graphs";
+/// The meta key of the segment file being written (JSON), so a kill leaves a file we know.
+const WRITING: &str = "writing";
 /// Where builds before the JSON list kept it, in bincode; read once, then removed.
 const OLD_LIST: &str = "segments";
 

@@ -6,7 +6,7 @@ use std::sync::RwLock;
 
 use super::build::store_list;
 use super::legacy;
-use super::list::SegmentList;
+use super::list::{OldSegmentList, SegmentList};
 use super::tail::Graph;
 use super::{read, GraphConfig, GraphState, Graphs, LIST, OLD_LIST};
 use crate::live::LiveSet;
@@ -39,7 +39,8 @@ impl Graphs {
         let (dir, dim) = (&graphs.config.dir, graphs.config.dim);
         list.segments.retain(|info| {
             let path = dir.join(&info.file);
-            let loaded = Segment::load(&path, info.checksum, dim).and_then(|segment| {
+            let loaded = Segment::load(&path, info.checksum, dim).map_err(|e| e.to_string());
+            let loaded = loaded.and_then(|segment| {
                 // Marking stops at the first id held twice; such a segment is dropped whole,
                 // so unmark what it marked.
                 let marked = segment
@@ -72,9 +73,10 @@ impl Graphs {
         // Format 1 views load as segments, but without the half-precision copy that searches
         // walk on: write them again in the current layout (no graph is rebuilt).
         let mut rewritten = false;
-        for (info, segment) in list.segments.iter_mut().zip(&mut segments) {
+        for (i, segment) in segments.iter_mut().enumerate() {
             if segment.is_legacy() {
-                (*info, *segment) = graphs.write_segment(&mut list.files_written, &*segment)?;
+                let (info, rewrite) = graphs.write_segment(store, &mut list, &*segment)?;
+                (list.segments[i], *segment) = (info, rewrite);
                 rewritten = true;
             }
         }
@@ -130,32 +132,33 @@ fn stored_list(
         let (list, problem) = list.map_or_else(unreadable, |list| (list, None));
         return Ok((list, problem, false));
     }
-    if let Some(list) = store.meta_bincode::<SegmentList>(OLD_LIST)? {
-        let (list, problem) = list.map_or_else(unreadable, |list| (list, None));
+    if let Some(list) = store.meta_bincode::<OldSegmentList>(OLD_LIST)? {
+        let (list, problem) = list.map_or_else(unreadable, |list| (list.into(), None));
         return Ok((list, problem, true));
     }
     if !converting {
         return Ok((SegmentList::default(), None, false));
     }
-    Ok(
-        match store
-            .meta_raw(legacy::VIEW)?
-            .as_deref()
-            .and_then(legacy::view_as_segment)
-        {
-            Some(adopted) => (
-                SegmentList {
-                    files_written: 0,
-                    segments: vec![adopted],
-                },
-                None,
-                false,
-            ),
-            None => (
-                SegmentList::default(),
-                Some("format 1's graph snapshot is not read by format 2".into()),
-                false,
-            ),
-        },
-    )
+    // Format 1's files are ours to delete once converted.
+    let written = legacy::files_written(store)?;
+    let view = store.meta_raw(legacy::VIEW)?;
+    Ok(match view.as_deref().and_then(legacy::view_as_segment) {
+        Some(adopted) => (
+            SegmentList {
+                files_written: 0,
+                segments: vec![adopted],
+                written,
+            },
+            None,
+            false,
+        ),
+        None => (
+            SegmentList {
+                written,
+                ..SegmentList::default()
+            },
+            Some("format 1's graph snapshot is not read by format 2".into()),
+            false,
+        ),
+    })
 }

@@ -6,6 +6,7 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use super::{Csr, Plain, Segment, Stored};
+use crate::checksum::Checksummed;
 use crate::{Id, IndexError};
 
 /// The file layout's magic.
@@ -308,40 +309,6 @@ impl<'a> Cursor<'a> {
 
     fn f32s(&mut self, count: usize) -> Result<Vec<f32>, String> {
         self.array(count, f32::from_le_bytes)
-    }
-}
-
-/// A writer that checksums what passes through it.
-struct Checksummed<W> {
-    inner: W,
-    crc: crc32fast::Hasher,
-    len: u64,
-}
-
-impl<W: Write> Checksummed<W> {
-    fn new(inner: W) -> Self {
-        Checksummed {
-            inner,
-            crc: crc32fast::Hasher::new(),
-            len: 0,
-        }
-    }
-
-    fn finish(self) -> (u32, u64, W) {
-        (self.crc.finalize(), self.len, self.inner)
-    }
-}
-
-impl<W: Write> Write for Checksummed<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.crc.update(&buf[..n]);
-        self.len += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
     }
 }
 

@@ -16,7 +16,6 @@
 mod format;
 mod search;
 
-use std::io::Read;
 use std::path::Path;
 
 use format::parse;
@@ -96,6 +95,14 @@ impl Segment {
         self.legacy
     }
 
+    /// Every node's id and f32 vector, in node order.
+    pub fn nodes(&self) -> impl Iterator<Item = (Id, &[f32])> + '_ {
+        self.ids
+            .iter()
+            .copied()
+            .zip(self.vectors().chunks_exact(self.dim))
+    }
+
     fn vectors(&self) -> &[f32] {
         self.vectors.slice(&self.map)
     }
@@ -111,13 +118,19 @@ impl Segment {
 
     /// Maps a segment written by [`write`], checking its checksum, its length, its vector
     /// width and that every link points at a node. The vectors stay in the map, untouched
-    /// until searches read them. The error is a reason for a report.
-    pub fn load(path: &Path, expected: (u32, u64), dim: usize) -> Result<Segment, String> {
-        let failed = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
-        let mut file = std::fs::File::open(path).map_err(|e| failed(&e))?;
+    /// until searches read them.
+    pub fn load(path: &Path, expected: (u32, u64), dim: usize) -> Result<Segment, LoadError> {
+        let failed = |e: &dyn std::fmt::Display| LoadError {
+            missing: false,
+            reason: format!("{}: {e}", path.display()),
+        };
+        let mut file = std::fs::File::open(path).map_err(|e| LoadError {
+            missing: e.kind() == std::io::ErrorKind::NotFound,
+            ..failed(&e)
+        })?;
         // Read, not through the map: reading every page of the map would count the whole
         // file in this process's resident memory, which ingest keeps bounded.
-        if checksum(&mut file).map_err(|e| failed(&e))? != expected {
+        if crate::checksum::of_file(&mut file).map_err(|e| failed(&e))? != expected {
             return Err(failed(&"checksum mismatch"));
         }
         // SAFETY: segment files are written once under a fresh name and never modified;
@@ -129,20 +142,17 @@ impl Segment {
     }
 }
 
-/// CRC-32 and length of what `file` holds from where it stands, streamed.
-fn checksum(file: &mut std::fs::File) -> std::io::Result<(u32, u64)> {
-    let mut hasher = crc32fast::Hasher::new();
-    let mut buffer = vec![0u8; 1 << 20];
-    let mut len = 0u64;
-    loop {
-        match file.read(&mut buffer) {
-            Ok(0) => return Ok((hasher.finalize(), len)),
-            Ok(n) => {
-                hasher.update(&buffer[..n]);
-                len += n as u64;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
+/// Why a segment could not be loaded.
+#[derive(Debug)]
+pub(crate) struct LoadError {
+    /// The file does not exist (a reader that meets this retries with a newer view).
+    pub missing: bool,
+    /// A reason for a report, the path first.
+    pub reason: String,
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
     }
 }

@@ -28,3 +28,12 @@ pub(crate) fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
 pub(crate) fn from_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, serde_json::Error> {
     serde_json::from_slice(bytes)
 }
+
+/// Decodes one bincode value from the front of `bytes`, and moves past it.
+pub(crate) fn decode_prefix<T: DeserializeOwned>(
+    bytes: &mut &[u8],
+) -> Result<T, bincode::error::DecodeError> {
+    let (value, used) = bincode::serde::decode_from_slice(bytes, bincode::config::standard())?;
+    *bytes = &bytes[used..];
+    Ok(value)
+}
