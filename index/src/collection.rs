@@ -8,12 +8,13 @@ use std::sync::{Mutex, MutexGuard, RwLock};
 use sled::{Db, Tree};
 
 use crate::exact::{score_chunk, Scored, TopK, CHUNK};
-use crate::graphs::{read, write, GraphConfig, Graphs};
+use crate::graphs::{GraphConfig, Graphs};
 use crate::kernels::dot_le;
 use crate::live::LiveSet;
 use crate::search::{self, check_vector, Searchable};
 use crate::store::keys::Names;
 use crate::store::Store;
+use crate::sync::{lock, read, write};
 use crate::types::{
     CollectionStats, Entry, GraphStatus, Hit, HnswParams, IndexOptions, KeyFilter, Record,
 };
@@ -288,8 +289,4 @@ impl Searchable for Collection {
         score_chunk(&chunk, score, &mut top);
         Ok(top.into_sorted())
     }
-}
-
-fn lock<T>(lock: &Mutex<T>) -> MutexGuard<'_, T> {
-    lock.lock().unwrap_or_else(|p| p.into_inner())
 }

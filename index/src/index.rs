@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use sled::{Db, Tree};
@@ -11,8 +12,9 @@ use crate::graphs::legacy::finish_conversion;
 use crate::reader::now_ms;
 use crate::store::codec::{decode, encode};
 use crate::store::keys::{IMAGES, TEXTS};
-use crate::store::meta::{check_meta, StoredSpec};
+use crate::store::meta::{check_meta, rewrite_spec, StoredSpec};
 use crate::store::open_db;
+use crate::sync::lock;
 use crate::types::{Failure, IndexOptions, IndexSpec, IndexStats, OpenReport};
 use crate::view::{self, Item};
 use crate::{IndexError, FORMAT_VERSION};
@@ -21,7 +23,8 @@ use crate::{IndexError, FORMAT_VERSION};
 pub struct Index {
     path: PathBuf,
     spec: IndexSpec,
-    stored: StoredSpec,
+    /// What meta holds about the index; the model source can change.
+    stored: Mutex<StoredSpec>,
     /// The generation of the last view published.
     generation: AtomicU64,
     db: Db,
@@ -82,7 +85,7 @@ impl Index {
             generation: AtomicU64::new(published.as_ref().map_or(0, |h| h.generation)),
             path,
             spec: spec.clone(),
-            stored,
+            stored: Mutex::new(stored),
             db,
             failures,
             images,
@@ -126,6 +129,33 @@ impl Index {
     /// The model and dimension of this index.
     pub fn spec(&self) -> &IndexSpec {
         &self.spec
+    }
+
+    /// Where the model came from, as recorded by [`Index::set_model_source`]; `None` for an
+    /// index that never recorded it (older ones). Read without a writer: [`crate::inspect`].
+    pub fn model_source(&self) -> Option<String> {
+        lock(&self.stored).model_source.clone()
+    }
+
+    /// Records where the model came from (a hub id, or an absolute directory) beside its
+    /// fingerprint: durable when this returns, in the read view from the next checkpoint.
+    /// The fingerprint alone still decides whether a model matches the index.
+    pub fn set_model_source(&self, source: &str) -> Result<(), IndexError> {
+        let mut stored = lock(&self.stored);
+        if stored.model_source.as_deref() == Some(source) {
+            return Ok(());
+        }
+        let updated = StoredSpec {
+            model_source: Some(source.to_string()),
+            ..stored.clone()
+        };
+        let meta = self
+            .db
+            .open_tree("meta")
+            .map_err(|e| IndexError::store(&self.path, e))?;
+        rewrite_spec(&meta, &updated).map_err(|e| IndexError::store(&self.path, e))?;
+        *stored = updated;
+        Ok(())
     }
 
     /// The index directory.
@@ -231,11 +261,13 @@ impl Index {
 
     /// The view header of the current state, without generation and time.
     fn view_header(&self) -> Result<view::Header, IndexError> {
+        let stored = lock(&self.stored).clone();
         Ok(view::Header {
             format: FORMAT_VERSION,
-            model: self.stored.model.clone(),
-            dim: self.stored.dim,
-            hnsw: self.stored.hnsw,
+            model: stored.model,
+            dim: stored.dim,
+            hnsw: stored.hnsw,
+            model_source: stored.model_source,
             generation: 0,
             published_ms: 0,
             images: self.images.view_header()?,

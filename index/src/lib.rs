@@ -74,6 +74,7 @@ mod reader;
 mod search;
 mod segment;
 mod store;
+mod sync;
 mod types;
 mod view;
 

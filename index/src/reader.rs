@@ -34,6 +34,7 @@ fn info(header: &Header) -> IndexInfo {
     IndexInfo {
         format: header.format,
         model_fingerprint: header.model.clone(),
+        model_source: header.model_source.clone(),
         dim: header.dim,
         hnsw: header.hnsw,
         generation: header.generation,

@@ -234,6 +234,10 @@ pub struct IndexInfo {
     pub format: u32,
     /// The model fingerprint the index was built with ([`IndexSpec::model`]).
     pub model_fingerprint: String,
+    /// Where the model came from (a hub id or an absolute directory), as recorded by
+    /// [`Index::set_model_source`](crate::Index::set_model_source); `None` for an index that
+    /// never recorded one. Only the fingerprint decides whether a model matches.
+    pub model_source: Option<String>,
     /// Embedding dimension.
     pub dim: usize,
     /// The graph parameters it was created with.

@@ -45,6 +45,9 @@ pub(crate) struct Header {
     pub model: String,
     pub dim: usize,
     pub hnsw: HnswParams,
+    /// Where the model came from, if recorded.
+    #[serde(default)]
+    pub model_source: Option<String>,
     /// Bumped by every publish.
     pub generation: u64,
     /// When it was published, milliseconds since the Unix epoch.

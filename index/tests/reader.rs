@@ -336,3 +336,49 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn the_index_remembers_where_its_model_came_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = Index::open(dir.path(), &spec()).unwrap();
+    assert_eq!(index.model_source(), None);
+    index.close().unwrap();
+    assert_eq!(inspect(dir.path()).unwrap().model_source, None);
+
+    let index = Index::open(dir.path(), &spec()).unwrap();
+    index.set_model_source("/models/rn50-small").unwrap();
+    assert_eq!(index.model_source().as_deref(), Some("/models/rn50-small"));
+    index.close().unwrap();
+
+    // Read from the view, without the model, a lock or a write.
+    let info = inspect(dir.path()).unwrap();
+    assert_eq!(info.model_fingerprint, "reader-test");
+    assert_eq!(info.model_source.as_deref(), Some("/models/rn50-small"));
+    assert_eq!(
+        (info.dim, info.format),
+        (DIM, xsearch_index::FORMAT_VERSION)
+    );
+    assert_eq!(Reader::open(dir.path()).unwrap().info(), &info);
+    // The writer reads it back from meta; the fingerprint alone decides a match.
+    let index = Index::open(dir.path(), &spec()).unwrap();
+    assert_eq!(index.model_source().as_deref(), Some("/models/rn50-small"));
+    index.set_model_source("timm/resnet50_clip.openai").unwrap();
+    index.close().unwrap();
+    assert_eq!(
+        inspect(dir.path()).unwrap().model_source.as_deref(),
+        Some("timm/resnet50_clip.openai")
+    );
+}
+
+#[test]
+fn an_index_from_before_model_sources_reports_none() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/index/v2");
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&fixture, dir.path());
+    let index = Index::open(dir.path(), &common::fixture::spec()).unwrap();
+    assert_eq!(index.model_source(), None);
+    index.close().unwrap();
+    let info = inspect(dir.path()).unwrap();
+    assert_eq!(info.model_source, None);
+    assert_eq!(info.model_fingerprint, common::fixture::spec().model);
+}

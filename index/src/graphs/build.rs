@@ -6,11 +6,12 @@ use std::sync::RwLock;
 use super::list::{SegmentInfo, SegmentList};
 use super::merge::{self, SegmentCounts};
 use super::tail::Graph;
-use super::{read, write, Graphs, LIST, OLD_LIST, WRITING};
+use super::{Graphs, LIST, OLD_LIST, WRITING};
 use crate::exact::CHUNK;
 use crate::live::LiveSet;
 use crate::segment::{self, Nodes, Segment};
 use crate::store::Store;
+use crate::sync::{read, write};
 use crate::{Id, IndexError};
 
 impl Graphs {

@@ -1,8 +1,9 @@
 //! Deleting graph files that no list names any more: only files this index wrote.
 
 use super::build::store_list;
-use super::{write, Graphs, WRITING};
+use super::{Graphs, WRITING};
 use crate::store::Store;
+use crate::sync::write;
 use crate::IndexError;
 
 impl Graphs {

@@ -19,12 +19,13 @@ mod repair;
 pub(crate) mod tail;
 
 use std::path::PathBuf;
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::RwLock;
 
 use list::SegmentList;
 use tail::Graph;
 
 use crate::segment::Segment;
+use crate::sync::read;
 use crate::types::{HnswParams, IndexOptions};
 use crate::Id;
 
@@ -100,14 +101,4 @@ impl Graphs {
         state.tail.insert(points);
         state.tail.len() >= self.config.options.segment_points
     }
-}
-
-// A panic while a lock is held leaves data that is still consistent (sled holds the truth),
-// so poisoned locks are entered rather than propagated.
-pub(crate) fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(|p| p.into_inner())
-}
-
-pub(crate) fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(|p| p.into_inner())
 }

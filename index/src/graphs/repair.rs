@@ -8,10 +8,11 @@ use super::build::store_list;
 use super::legacy;
 use super::list::{OldSegmentList, SegmentList};
 use super::tail::Graph;
-use super::{read, GraphConfig, GraphState, Graphs, LIST, OLD_LIST};
+use super::{GraphConfig, GraphState, Graphs, LIST, OLD_LIST};
 use crate::live::LiveSet;
 use crate::segment::Segment;
 use crate::store::Store;
+use crate::sync::{read, write};
 use crate::types::GraphStatus;
 use crate::{Id, IndexError};
 
@@ -107,7 +108,7 @@ impl Graphs {
             store.flush()?;
         }
         {
-            let mut state = super::write(&graphs.state);
+            let mut state = write(&graphs.state);
             state.list = list;
             state.segments = segments;
         }

@@ -30,6 +30,10 @@ pub(crate) struct StoredSpec {
     pub model: String,
     pub dim: usize,
     pub hnsw: HnswParams,
+    /// Where the model came from (a hub id or an absolute directory), so later commands
+    /// can load it without being told; absent in indexes written before it was recorded.
+    #[serde(default)]
+    pub model_source: Option<String>,
 }
 
 impl StoredSpec {
@@ -60,6 +64,7 @@ pub(crate) fn check_meta(
             model: spec.model.clone(),
             dim: spec.dim,
             hnsw,
+            model_source: None,
         };
         meta.insert(META_SPEC, to_json(&stored)).map_err(store)?;
         // The version goes last: an index without it is one whose creation did not finish.
@@ -124,6 +129,7 @@ fn old_spec(path: &Path, meta: &Tree) -> Result<StoredSpec, IndexError> {
             .map(|b| u64::from_be_bytes(b) as usize)
             .map_err(|_| corrupt("meta: dim".into()))?,
         hnsw: decode(&hnsw).map_err(|e| corrupt(format!("meta: hnsw parameters: {e}")))?,
+        model_source: None,
     })
 }
 
@@ -161,7 +167,7 @@ mod tests {
         let json = meta.get(META_SPEC).unwrap().unwrap();
         assert_eq!(
             std::str::from_utf8(&json).unwrap(),
-            r#"{"model":"m","dim":4,"hnsw":{"max_connections":12,"ef_construction":99}}"#
+            r#"{"model":"m","dim":4,"hnsw":{"max_connections":12,"ef_construction":99},"model_source":null}"#
         );
         // And from then on it is read from the JSON.
         let (again, _) = check_meta(dir.path(), &meta, &spec(), HnswParams::default()).unwrap();
