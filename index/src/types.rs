@@ -81,7 +81,7 @@ pub struct OpenReport {
     pub images: GraphStatus,
     /// The text collection.
     pub texts: GraphStatus,
-    /// The format version the index was in, when opening converted it to [`FORMAT_VERSION`].
+    /// The format version the index was in, when opening converted it to [`FORMAT_VERSION`](crate::FORMAT_VERSION).
     pub converted_from: Option<u32>,
 }
 
@@ -125,12 +125,12 @@ pub struct Record {
     pub file: Option<FileStamp>,
 }
 
-/// One key and its vector, for [`Collection::upsert_batch`].
+/// One key and its vector, for [`Collection::upsert_batch`](crate::Collection::upsert_batch).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
     /// Path bytes for images, UTF-8 text for texts.
     pub key: Vec<u8>,
-    /// The file's stamp; its hash becomes findable through [`Collection::lookup_hash`].
+    /// The file's stamp; its hash becomes findable through [`Collection::lookup_hash`](crate::Collection::lookup_hash).
     pub file: Option<FileStamp>,
     /// The embedding, L2-normalised by the caller (scores are dot products).
     pub vector: Vec<f32>,
