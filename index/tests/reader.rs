@@ -338,6 +338,31 @@ proptest! {
 }
 
 #[test]
+fn a_view_is_published_when_the_state_changes_and_only_then() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = Index::open(dir.path(), &spec()).unwrap();
+    index.images().upsert_batch(entries(0..10)).unwrap();
+    index.record_failure(b"/p/x.jpg", "first reason").unwrap();
+    index.close().unwrap();
+    let generation = inspect(dir.path()).unwrap().generation;
+
+    // Opening and closing without a change publishes nothing.
+    Index::open(dir.path(), &spec()).unwrap().close().unwrap();
+    assert_eq!(inspect(dir.path()).unwrap().generation, generation);
+
+    // A failure recorded again with a new reason is a change, though the count is not.
+    let index = Index::open(dir.path(), &spec()).unwrap();
+    index.record_failure(b"/p/x.jpg", "second reason").unwrap();
+    index.checkpoint().unwrap();
+    let reader = Reader::open(dir.path()).unwrap();
+    assert_eq!(reader.info().generation, generation + 1);
+    assert_eq!(reader.failures()[0].1.reason, "second reason");
+    index.clear_failure(b"/p/x.jpg").unwrap();
+    index.checkpoint().unwrap();
+    assert!(Reader::open(dir.path()).unwrap().failures().is_empty());
+}
+
+#[test]
 fn the_index_remembers_where_its_model_came_from() {
     let dir = tempfile::tempdir().unwrap();
     let index = Index::open(dir.path(), &spec()).unwrap();
