@@ -75,7 +75,7 @@ impl DecodeError {
             Self::Io { source, .. } => source.to_string(),
             Self::Empty { .. } => "empty file".to_owned(),
             Self::UnknownFormat { .. } => "not an image: content matches no known format \
-                 (supported: JPEG, PNG, WebP, GIF, BMP, TIFF)"
+                 (supported: JPEG, PNG, WebP, GIF, BMP, TIFF, camera RAW)"
                 .to_owned(),
             Self::Unsupported { detail, .. } => format!("unsupported image: {detail}"),
             Self::TooLarge {

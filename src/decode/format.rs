@@ -16,16 +16,21 @@ pub enum Support {
     NotImage,
 }
 
-/// Extensions of the formats the decoder handles.
+/// Extensions of the formats the decoder handles (camera RAW ones in [`RAW`]).
 const DECODED: &[&str] = &[
     "jpg", "jpeg", "jpe", "jfif", "png", "webp", "gif", "bmp", "tif", "tiff",
 ];
 
-/// Extensions of image formats we recognise but cannot decode.
-const RECOGNISED: &[&str] = &[
-    "heic", "heif", "avif", "jxl", "cr2", "cr3", "nef", "arw", "dng", "orf", "rw2", "raf", "psd",
-    "svg", "ico",
+/// Extensions of camera RAW formats, decoded through their embedded JPEG preview.
+const RAW: &[&str] = &[
+    "dng", "cr2", "cr3", "nef", "arw", "raf", "orf", "rw2", "pef",
 ];
+
+/// Extensions of JPEG files, the other half of a RAW + JPEG pair.
+const JPEG: &[&str] = &["jpg", "jpeg", "jpe", "jfif"];
+
+/// Extensions of image formats we recognise but cannot decode.
+const RECOGNISED: &[&str] = &["heic", "heif", "avif", "jxl", "psd", "svg", "ico"];
 
 /// Extensions that are certainly not images.
 const NOT_IMAGES: &[&str] = &[
@@ -38,7 +43,7 @@ const NOT_IMAGES: &[&str] = &[
 pub fn by_extension(path: &Path) -> Option<Support> {
     let extension = path.extension()?.to_str()?.to_ascii_lowercase();
     let extension = extension.as_str();
-    if DECODED.contains(&extension) {
+    if DECODED.contains(&extension) || RAW.contains(&extension) {
         Some(Support::Decoded)
     } else if RECOGNISED.contains(&extension) {
         Some(Support::Recognised)
@@ -47,6 +52,22 @@ pub fn by_extension(path: &Path) -> Option<Support> {
     } else {
         None
     }
+}
+
+/// Whether the extension of `path` names a camera RAW format (case-insensitive).
+pub fn has_raw_extension(path: &Path) -> bool {
+    has_extension_in(path, RAW)
+}
+
+/// Whether the extension of `path` names a JPEG (case-insensitive).
+pub fn has_jpeg_extension(path: &Path) -> bool {
+    has_extension_in(path, JPEG)
+}
+
+fn has_extension_in(path: &Path, list: &[&str]) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| list.contains(&e.to_ascii_lowercase().as_str()))
 }
 
 /// Whether the extension of `path` names an image format, decodable or not.
@@ -71,7 +92,7 @@ pub fn has_image_signature(head: &[u8]) -> bool {
             | image::ImageFormat::Gif
             | image::ImageFormat::Bmp
             | image::ImageFormat::Tiff)
-    )
+    ) || super::raw::has_signature(head)
 }
 
 #[cfg(test)]
@@ -84,6 +105,10 @@ mod tests {
         assert_eq!(by_extension(Path::new("b.jfif")), Some(Support::Decoded));
         assert_eq!(by_extension(Path::new("c.HEIC")), Some(Support::Recognised));
         assert_eq!(by_extension(Path::new("d.mp4")), Some(Support::NotImage));
+        assert_eq!(by_extension(Path::new("r.NEF")), Some(Support::Decoded));
+        assert!(has_raw_extension(Path::new("IMG_0001.CR2")));
+        assert!(has_jpeg_extension(Path::new("IMG_0001.Jpeg")));
+        assert!(!has_raw_extension(Path::new("IMG_0001.jpg")));
         assert_eq!(by_extension(Path::new("e.xyz")), None);
         assert_eq!(by_extension(Path::new("noext")), None);
         assert!(has_image_extension(Path::new("f.jpe")));
@@ -95,5 +120,7 @@ mod tests {
         assert!(has_image_signature(b"\xff\xd8\xff\xe0\0\x10JFIF"));
         assert!(has_image_signature(b"\x89PNG\r\n\x1a\n"));
         assert!(!has_image_signature(b"hello, world"));
+        assert!(has_image_signature(b"FUJIFILMCCD-RAW "));
+        assert!(has_image_signature(b"\0\0\0\x18ftypcrx \0\0\0\x01"));
     }
 }

@@ -8,6 +8,8 @@
 //! - EXIF orientation is applied on purpose: people see their photos upright, and search should
 //!   see them the same way. A broken EXIF block is ignored (the pixels are still good).
 //! - GIFs (and other animations) decode to their first frame.
+//! - Camera RAW files (DNG, CR2, CR3, NEF, ARW, RAF, ORF, RW2, PEF) decode to their largest
+//!   embedded JPEG preview, turned as the RAW says ([`raw`]).
 //! - A JPEG cut short is an error, as in Pillow, not a half-grey picture: the JPEG decoder
 //!   pads missing data silently, so the marker structure is checked for its end first.
 //! - A caller that only needs a small picture (the model's preprocessing) can say so with
@@ -24,6 +26,7 @@ mod error;
 pub mod format;
 mod jpeg;
 mod limits;
+mod raw;
 
 use std::io::{self, Cursor};
 use std::path::{Path, PathBuf};
@@ -88,6 +91,9 @@ fn decode(
     let path = || path.map(Path::to_path_buf);
     if bytes.is_empty() {
         return Err(DecodeError::Empty { path: path() });
+    }
+    if raw::is_raw(bytes) {
+        return raw::decode(bytes, limits, path(), min_side);
     }
     let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
