@@ -93,6 +93,7 @@ pub fn has_image_signature(head: &[u8]) -> bool {
             | image::ImageFormat::Bmp
             | image::ImageFormat::Tiff)
     ) || super::raw::has_signature(head)
+        || super::tiff::is_big_tiff(head)
 }
 
 #[cfg(test)]

@@ -8,6 +8,10 @@
 //! - EXIF orientation is applied on purpose: people see their photos upright, and search should
 //!   see them the same way. A broken EXIF block is ignored (the pixels are still good).
 //! - GIFs (and other animations) decode to their first frame.
+//! - BMP headers `image` refuses but whose pixels it reads (OS/2 2.x, top-down RLE) are
+//!   rewritten into the form it knows ([`bmp`]).
+//! - TIFF variants the pure-Rust decoder refuses (or would crash on) go to libtiff, loaded at
+//!   run time when the system has it ([`tiff`], [`libtiff`]).
 //! - Camera RAW files (DNG, CR2, CR3, NEF, ARW, RAF, ORF, RW2, PEF) decode to their largest
 //!   embedded JPEG preview, turned as the RAW says ([`raw`]).
 //! - A JPEG cut short is an error, as in Pillow, not a half-grey picture: the JPEG decoder
@@ -22,11 +26,14 @@
 //!   12-bit JPEGs, files jpeg-decoder refuses, other formats) takes the full-size path, which
 //!   is also where every error comes from.
 
+mod bmp;
 mod error;
 pub mod format;
 mod jpeg;
+mod libtiff;
 mod limits;
 mod raw;
+mod tiff;
 
 use std::io::{self, Cursor};
 use std::path::{Path, PathBuf};
@@ -95,13 +102,19 @@ fn decode(
     if raw::is_raw(bytes) {
         return raw::decode(bytes, limits, path(), min_side);
     }
-    let mut reader = ImageReader::new(Cursor::new(bytes))
+    let reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|source| DecodeError::Io {
             path: path(),
             source,
         })?;
     match reader.format() {
+        // `image` does not recognise BigTIFF, which only the libtiff path reads.
+        None if tiff::is_big_tiff(bytes) => {
+            return tiff::decode(bytes, limits, path(), || {
+                Err(DecodeError::UnknownFormat { path: path() })
+            })
+        }
         None => return Err(DecodeError::UnknownFormat { path: path() }),
         // The JPEG decoder fills missing data with grey instead of failing; Pillow refuses such
         // files ("image file is truncated"), and so do we.
@@ -118,8 +131,30 @@ fn decode(
                 return Ok(image);
             }
         }
+        Some(ImageFormat::Bmp) => {
+            if let Some((rewritten, flip)) = bmp::rewrite(bytes) {
+                let image = decode(&rewritten, limits, path().as_deref(), min_side)?;
+                return Ok(if flip { image.flipv() } else { image });
+            }
+        }
+        Some(ImageFormat::Tiff) => {
+            return tiff::decode(bytes, limits, path(), || {
+                decode_with_image(reader, limits, path())
+            })
+        }
         Some(_) => {}
     }
+    decode_with_image(reader, limits, path())
+}
+
+/// The `image` crate's decoding of a recognised format, within `limits`, EXIF orientation
+/// applied.
+fn decode_with_image(
+    mut reader: ImageReader<Cursor<&[u8]>>,
+    limits: &DecodeLimits,
+    path: Option<PathBuf>,
+) -> Result<DynamicImage, DecodeError> {
+    let path = || path.clone();
     // Building a decoder only parses the header. Without limits here, the dimensions check
     // below is ours, and its error can name the dimensions.
     reader.no_limits();
