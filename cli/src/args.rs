@@ -102,9 +102,23 @@ pub struct IndexArgs {
     #[arg(long)]
     pub follow_symlinks: bool,
 
+    /// For a camera RAW file beside a same-named JPEG (IMG_0001.CR2 + IMG_0001.JPG): index
+    /// only the JPEG, or both.
+    #[arg(long, value_enum, default_value_t = RawPairsArg::Jpeg, value_name = "WHICH")]
+    pub raw_pairs: RawPairsArg,
+
     /// Images embedded together.
     #[arg(long, default_value_t = xsearch::ingest::pipeline::IngestOptions::default().batch_size, value_name = "N")]
     pub batch_size: usize,
+}
+
+/// `--raw-pairs`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum RawPairsArg {
+    /// Only the JPEG.
+    Jpeg,
+    /// The RAW file and the JPEG.
+    Both,
 }
 
 const QUERY_HELP: &str = "Query syntax: terms joined by ' + ' and ' - ' (spaces around the \

@@ -9,6 +9,7 @@
 //!   or an unknown extension and its first bytes are an image signature. Other files (videos,
 //!   sidecars, documents) are ignored without a word.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -44,6 +45,20 @@ pub struct WalkError {
 pub struct WalkOptions {
     /// Follow symbolic links (loops are detected and reported).
     pub follow_symlinks: bool,
+    /// Which files of a camera RAW + JPEG pair to index.
+    pub raw_pairs: RawPairs,
+}
+
+/// Which files of a RAW + JPEG pair (`IMG_0001.CR2` beside `IMG_0001.JPG`: the same name up to
+/// the extension, case-insensitive, in the same folder) the walk yields.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RawPairs {
+    /// Only the JPEG: the camera developed it from the same shot, so the RAW's preview would
+    /// only add a near-duplicate to every search.
+    #[default]
+    JpegOnly,
+    /// Both files.
+    Both,
 }
 
 /// Walks `roots` (folders or single files) in a stable order, yielding image candidates and
@@ -54,17 +69,63 @@ pub fn walk(
 ) -> impl Iterator<Item = Result<Candidate, WalkError>> + '_ {
     roots.iter().flat_map(move |root| {
         let root_abs = std::path::absolute(root).unwrap_or_else(|_| root.clone());
+        let mut jpegs = JpegStems::default();
         WalkDir::new(root_abs)
             .follow_links(options.follow_symlinks)
             .sort_by_file_name()
             .into_iter()
             .filter_entry(|entry| entry.depth() == 0 || !is_hidden(entry.file_name()))
             .filter_map(move |entry| match entry {
-                Ok(entry) if entry.file_type().is_file() => candidate(entry.path()).transpose(),
+                Ok(entry) if entry.file_type().is_file() => {
+                    let paired = options.raw_pairs == RawPairs::JpegOnly
+                        && format::has_raw_extension(entry.path())
+                        && jpegs.has_pair(entry.path());
+                    if paired {
+                        None
+                    } else {
+                        candidate(entry.path()).transpose()
+                    }
+                }
                 Ok(_) => None,
                 Err(err) => Some(Err(walk_error(&err, root))),
             })
     })
+}
+
+/// The stems (ASCII lower-cased) of the JPEG files in the folder last asked about: the walk
+/// lists a folder's files together, so each folder is read about once, not once per RAW file.
+#[derive(Default)]
+struct JpegStems {
+    folder: Option<PathBuf>,
+    stems: HashSet<Vec<u8>>,
+}
+
+impl JpegStems {
+    /// Whether a JPEG with the same stem as `raw` lies beside it.
+    fn has_pair(&mut self, raw: &Path) -> bool {
+        let (Some(folder), Some(stem)) = (raw.parent(), raw.file_stem()) else {
+            return false;
+        };
+        if self.folder.as_deref() != Some(folder) {
+            // An unreadable folder has no pairs: its RAW files are then indexed themselves.
+            self.stems = std::fs::read_dir(folder)
+                .into_iter()
+                .flatten()
+                .filter_map(|entry| {
+                    let path = entry.ok()?.path();
+                    format::has_jpeg_extension(&path)
+                        .then(|| path.file_stem().map(stem_key))
+                        .flatten()
+                })
+                .collect();
+            self.folder = Some(folder.to_path_buf());
+        }
+        self.stems.contains(&stem_key(stem))
+    }
+}
+
+fn stem_key(stem: &std::ffi::OsStr) -> Vec<u8> {
+    stem.as_encoded_bytes().to_ascii_lowercase()
 }
 
 /// `roots` made absolute, less those that another root's walk covers (a folder named twice, or
@@ -193,6 +254,45 @@ mod tests {
         assert!(found.iter().all(|c| c.path.is_absolute() && c.mtime_ns > 0));
     }
 
+    #[test]
+    fn a_raw_file_beside_a_same_named_jpeg_is_left_out_unless_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::path::absolute(dir.path()).unwrap();
+        std::fs::create_dir_all(root.join("a/sub")).unwrap();
+        for name in [
+            "a/IMG_0001.CR2",
+            "a/img_0001.Jpeg",
+            "a/IMG_0002.NEF",
+            "a/IMG_0002.png",
+            "a/sub/IMG_0001.dng",
+            "a/sub/IMG_0003.ARW",
+            "a/sub/IMG_0003.jpg",
+        ] {
+            std::fs::write(root.join(name), b"x").unwrap();
+        }
+        let found = |raw_pairs| {
+            let options = WalkOptions {
+                raw_pairs,
+                ..WalkOptions::default()
+            };
+            let found: Vec<Candidate> = walk(std::slice::from_ref(&root), options)
+                .collect::<Result<_, _>>()
+                .unwrap();
+            names(&found, &root)
+        };
+        assert_eq!(
+            found(RawPairs::JpegOnly),
+            [
+                "a/IMG_0002.NEF",
+                "a/IMG_0002.png",
+                "a/img_0001.Jpeg",
+                "a/sub/IMG_0001.dng",
+                "a/sub/IMG_0003.jpg",
+            ]
+        );
+        assert_eq!(found(RawPairs::Both).len(), 7);
+    }
+
     #[cfg(unix)]
     #[test]
     fn symlink_loops_are_reported_and_the_walk_goes_on() {
@@ -209,6 +309,7 @@ mod tests {
             std::slice::from_ref(&root),
             WalkOptions {
                 follow_symlinks: true,
+                ..WalkOptions::default()
             },
         )
         .collect();
@@ -242,6 +343,7 @@ mod tests {
             assert_eq!(kept(&["a", "a/link"]), roots(&["a", "a/link"]));
             let follow = WalkOptions {
                 follow_symlinks: true,
+                ..WalkOptions::default()
             };
             assert_eq!(
                 distinct_roots(&roots(&["a", "a/link"]), follow),

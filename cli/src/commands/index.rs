@@ -6,10 +6,10 @@ use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use xsearch::ingest::pipeline::{IngestEvent, IngestOptions, IngestSummary};
-use xsearch::ingest::walk::WalkOptions;
+use xsearch::ingest::walk::{RawPairs, WalkOptions};
 use xsearch::Engine;
 
-use crate::args::IndexArgs;
+use crate::args::{IndexArgs, RawPairsArg};
 use crate::output::{warn, Printer};
 use crate::progress;
 use crate::Outcome;
@@ -78,6 +78,10 @@ pub fn run(
     let options = IngestOptions {
         walk: WalkOptions {
             follow_symlinks: args.follow_symlinks,
+            raw_pairs: match args.raw_pairs {
+                RawPairsArg::Jpeg => RawPairs::JpegOnly,
+                RawPairsArg::Both => RawPairs::Both,
+            },
         },
         batch_size: args.batch_size,
     };
