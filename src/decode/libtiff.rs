@@ -233,7 +233,16 @@ unsafe fn read_first_image(
             RgbImage::from_vec(width, height, pixels.collect()).ok_or(Failure::Unreadable)?,
         )
     } else {
-        let pixels = raster.iter().flat_map(|&p| p.to_le_bytes());
+        // libtiff's RGBA interface hands out premultiplied (associated) alpha, whatever the
+        // file stores; the rest of the pipeline expects straight alpha, as Pillow's RGBA.
+        let pixels = raster.iter().flat_map(|&p| {
+            let [r, g, b, a] = p.to_le_bytes();
+            let straight = |c: u8| match a {
+                0 | 255 => c,
+                a => ((u32::from(c) * 255 + u32::from(a) / 2) / u32::from(a)).min(255) as u8,
+            };
+            [straight(r), straight(g), straight(b), a]
+        });
         DynamicImage::ImageRgba8(
             RgbaImage::from_vec(width, height, pixels.collect()).ok_or(Failure::Unreadable)?,
         )
