@@ -52,7 +52,7 @@ mod tests {
             "RAF preview at offset 92 (length 4294967295) runs past the end of the file (94 bytes)"
         );
         assert!(matches!(
-            previews(&MAGIC[..]).unwrap_err(),
+            previews(MAGIC).unwrap_err(),
             RawError::OutOfBounds {
                 what: "RAF header",
                 ..
