@@ -102,8 +102,7 @@ pub struct IndexArgs {
     #[arg(long)]
     pub follow_symlinks: bool,
 
-    /// For a camera RAW file beside a same-named JPEG (IMG_0001.CR2 + IMG_0001.JPG): index
-    /// only the JPEG, or both.
+    /// Of a RAW file and a same-named JPEG beside it (IMG_1.CR2 + IMG_1.JPG), index the JPEG or both
     #[arg(long, value_enum, default_value_t = RawPairsArg::Jpeg, value_name = "WHICH")]
     pub raw_pairs: RawPairsArg,
 
@@ -112,12 +111,11 @@ pub struct IndexArgs {
     pub batch_size: usize,
 }
 
-/// `--raw-pairs`.
+/// `--raw-pairs`: `jpeg` (only the JPEG) or `both`. The variants carry no doc comments on
+/// purpose: clap would turn them into a long-form help page.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum RawPairsArg {
-    /// Only the JPEG.
     Jpeg,
-    /// The RAW file and the JPEG.
     Both,
 }
 

@@ -459,3 +459,30 @@ fn all_vectors(sb: &Sandbox) -> std::collections::HashMap<String, Vec<f32>> {
         })
         .collect()
 }
+
+#[test]
+fn raw_files_are_indexed_through_their_preview_and_raw_jpeg_pairs_only_once() {
+    let raw = |name: &str| {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../fixtures/formats/raw")
+            .join(name)
+    };
+    for (flag, added) in [(None, 2), (Some("both"), 3)] {
+        let sb = Sandbox::new();
+        let photos = sb.path("photos");
+        std::fs::create_dir_all(&photos).unwrap();
+        std::fs::copy(raw("sample.nef"), photos.join("IMG_0001.NEF")).unwrap();
+        std::fs::copy(raw("preview.jpg"), photos.join("img_0001.JPG")).unwrap();
+        std::fs::copy(raw("sample.cr2"), photos.join("IMG_0002.CR2")).unwrap();
+        let mut args = vec!["index", "--json"];
+        if let Some(flag) = flag {
+            args.extend(["--raw-pairs", flag]);
+        }
+        args.push(photos.to_str().unwrap());
+        let out = sb.run(SHAPES, &args);
+        assert!(out.status.success(), "{flag:?}: {}", stderr(&out));
+        let summary = &json_lines(&out)[0];
+        assert_eq!(summary["added"], added, "{flag:?}: {summary}");
+        assert_eq!(summary["failed"], 0, "{flag:?}: {summary}");
+    }
+}
