@@ -12,8 +12,9 @@
 //!
 //! - **tower, batch B**: the images, decoded and preprocessed once beforehand, embedded B at a
 //!   time (`Clip::embed_pixels`): the model alone.
-//! - **ingest, batch B**: `ingest::pipeline::ingest` over the photo folder into a fresh index with
-//!   `batch_size` B: walk, read, hash, decode (reduced DCT), preprocess, embed, commit.
+//! - **ingest, batch B**: `Engine::ingest` over the photo folder into a fresh index with
+//!   `batch_size` B: walk, read, hash, decode (reduced DCT), preprocess, embed, commit (the
+//!   engine is opened and its image tower loaded before the clock starts).
 //!
 //! Each round runs, per batch size (in an order rotated every round), the tower and then, for
 //! the ingest batch sizes, ingest right after it (before it on odd rounds): the ratio of each
@@ -28,10 +29,8 @@ mod common;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use xsearch::ingest::pipeline::{ingest, IngestOptions};
 use xsearch::model::ModelFiles;
-use xsearch::Clip;
-use xsearch_index::{Index, IndexSpec};
+use xsearch::{Clip, Engine, EngineOptions, IngestOptions, OpenMode};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -113,10 +112,6 @@ fn main() -> Result<()> {
         .map(|p| p.metadata().map(|m| m.len()))
         .sum::<std::io::Result<u64>>()?;
     let clip = Clip::from_files(ModelFiles::from_dir(&model)?);
-    let spec = IndexSpec {
-        model: clip.files().fingerprint(),
-        dim: clip.embed_dim(),
-    };
     // The tower's input: every photo decoded and preprocessed once, as ingest would.
     let pixels: Vec<f32> = paths
         .iter()
@@ -142,13 +137,15 @@ fn main() -> Result<()> {
     };
     let ingest_run = |batch: usize| {
         let dir = tempfile::tempdir_in(&work)?;
-        let index = Index::open(dir.path(), &spec)?;
-        let options = IngestOptions {
-            batch_size: batch,
-            ..IngestOptions::default()
-        };
+        let options = EngineOptions::new(model.to_string_lossy())
+            .index(dir.path())
+            .mode(OpenMode::Create)
+            .ingest(IngestOptions::default().batch_size(batch));
+        let engine = Engine::open(&options, None)?;
+        // Load the image tower before the clock starts, as the tower runs have it loaded.
+        engine.embed_files(&paths[..1])?;
         timed(count, || {
-            let summary = ingest(&clip, &index, std::slice::from_ref(&photos), &options, &())?;
+            let summary = engine.ingest(std::slice::from_ref(&photos), &())?;
             match summary.added {
                 added if added == count => Ok(()),
                 added => Err(format!("ingest added {added} of {count} photos").into()),

@@ -10,6 +10,8 @@
 //! `open_clip_model.safetensors` (written unless present). The index directory must not
 //! exist; it receives one image record per row of the f32 file, under made-up absolute paths
 //! (`/bench/photos/000000.jpg`, ...) with made-up file stamps: querying never reads the files.
+//! It writes the index with `xsearch-index` directly, keyed as the engine keys an image (the
+//! bytes of its path), so the `xsearch` command opens it like one it built.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -17,8 +19,8 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use xsearch::{Clip, Engine};
-use xsearch_index::{Entry, FileStamp};
+use xsearch::Clip;
+use xsearch_index::{Entry, FileStamp, Index, IndexSpec};
 
 /// Records per `upsert_batch`, as a large ingest batch.
 const BATCH: usize = 1000;
@@ -68,8 +70,13 @@ fn main() -> Result<()> {
     }
     write_model(model)?;
     let model = model.to_str().ok_or("the model directory must be UTF-8")?;
-    let engine = Engine::with_clip(Clip::open(model, None)?, index)?;
-    let dim = engine.clip().embed_dim();
+    let clip = Clip::open(model, None)?;
+    let dim = clip.embed_dim();
+    let spec = IndexSpec {
+        model: clip.files().fingerprint(),
+        dim,
+    };
+    let store = Index::open(index, &spec)?;
     let bytes = std::fs::read(points).map_err(|e| format!("{}: {e}", points.display()))?;
     let rows: Vec<&[u8]> = bytes.chunks_exact(dim * 4).collect();
 
@@ -81,7 +88,7 @@ fn main() -> Result<()> {
             .map(|(i, row)| {
                 let n = (b * BATCH + i) as u64;
                 Entry {
-                    key: Engine::image_key(Path::new(&format!("/bench/photos/{n:06}.jpg"))),
+                    key: format!("/bench/photos/{n:06}.jpg").into_bytes(),
                     file: Some(FileStamp {
                         size: 100_000 + n,
                         mtime_ns: 1_700_000_000_000_000_000 + n as i64,
@@ -94,9 +101,9 @@ fn main() -> Result<()> {
                 }
             })
             .collect();
-        engine.index().images().upsert_batch(entries)?;
+        store.images().upsert_batch(entries)?;
     }
-    engine.index().checkpoint()?;
+    store.checkpoint()?;
     eprintln!(
         "{}: {} vectors of {dim} dimensions in {:.1} s",
         index.display(),

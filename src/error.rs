@@ -20,14 +20,20 @@ pub enum Error {
     EmptyQuery,
     /// No index where one was expected.
     #[error(
-        "{}: no index here\n\nRun `xsearch index <FOLDER>` first, or point --index (or \
-         XSEARCH_INDEX) at an existing index.",
+        "{}: no index here\n\nCreate it by opening with OpenMode::Create and ingesting a \
+         folder, or open an existing index.",
         path.display()
     )]
     NoIndex {
         /// The index directory.
         path: std::path::PathBuf,
     },
+    /// An index operation on an engine opened without an index.
+    #[error(
+        "this engine has no index\n\nName an index directory in EngineOptions to ingest, \
+         search or hold texts."
+    )]
+    NoIndexOpened,
     /// Tensor plumbing between the towers and the caller.
     #[error("tensor operation failed: {0}")]
     Tensor(#[from] candle_core::Error),

@@ -7,24 +7,27 @@
 //! This example runs as written against the small shapes model shipped in `fixtures/`:
 //!
 //! ```
-//! use xsearch::{Engine, EngineConfig, Query};
+//! use xsearch::{Engine, EngineOptions, OpenMode, Query, SearchOptions};
 //!
 //! # let dir = tempfile::tempdir().unwrap();
 //! # let photos = dir.path().join("photos");
 //! # xsearch_shapes::write_dataset(&photos, 40, 3).unwrap();
-//! # let model = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/models/shapes-tiny").to_string();
-//! let engine = Engine::open(
-//!     &EngineConfig { model, index: dir.path().join("index"), create: true, preload_text: false },
-//!     None, // no download progress to report
-//! )?;
-//! let summary = engine.ingest(&[photos], &Default::default(), &())?;
+//! # let model = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/models/shapes-tiny");
+//! let options = EngineOptions::new(model)
+//!     .index(dir.path().join("index"))
+//!     .mode(OpenMode::Create);
+//! let engine = Engine::open(&options, None)?; // None: no download progress to report
+//! let summary = engine.ingest(&[photos], &())?; // (): no progress callback
 //! assert_eq!(summary.added, 40);
 //!
-//! let hits = engine.search(&Query::text("a red circle"), 3, None)?;
+//! let hits = engine.search(&Query::text("a red circle"), &SearchOptions::new(3))?;
 //! assert_eq!(hits.len(), 3);
 //! assert!(hits[0].score >= hits[2].score);
 //! # Ok::<(), xsearch::Error>(())
 //! ```
+//!
+//! `examples/embed_engine.rs` embeds the engine as an application would: its own progress
+//! callback, and searches from several threads on one engine.
 //!
 //! Glossary:
 //! - *tower*: one half of CLIP, the image encoder (a ResNet) or the text encoder (a transformer);
@@ -35,14 +38,24 @@ mod clip;
 pub mod decode;
 mod engine;
 mod error;
-pub mod ingest;
+mod ingest;
 pub mod kernels;
+mod keys;
 pub mod model;
 pub mod query;
+mod search;
 mod tag;
 
-pub use clip::{Clip, Embedding};
-pub use engine::{Engine, EngineConfig, ImageHit, TextHit};
+pub use clip::{Clip, Embedding, DEFAULT_BATCH_SIZE};
+pub use decode::DecodeError;
+pub use engine::{Engine, EngineOptions, Failure, ImageHit, OpenMode, Status, TextHit};
 pub use error::Error;
-pub use query::{Query, Term};
+pub use ingest::pipeline::{IngestEvent, IngestObserver, IngestOptions, IngestSummary};
+pub use ingest::walk::RawPairs;
+pub use model::hub::DownloadProgress;
+pub use model::Error as ModelError;
+pub use query::{ParseError, Query, Term};
+pub use search::SearchOptions;
 pub use tag::{tag, LabelScore};
+/// The index's format version, and what opening it found (a conversion, repairs).
+pub use xsearch_index::{GraphStatus, OpenReport, FORMAT_VERSION as INDEX_FORMAT_VERSION};

@@ -23,7 +23,7 @@ fn assert_names_repo_and_files(err: &Error) {
         matches!(err, Error::ModelUnavailable { repo, .. } if repo == REPO),
         "{text}"
     );
-    for needle in [REPO, CONFIG_FILE, WEIGHTS_FILE, "--model <DIR>"] {
+    for needle in [REPO, CONFIG_FILE, WEIGHTS_FILE, "into a directory"] {
         assert!(text.contains(needle), "{needle:?} missing from: {text}");
     }
 }

@@ -6,8 +6,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use xsearch::ingest::pipeline::IngestOptions;
-use xsearch::{Clip, Engine, Query, Term};
+use xsearch::{Engine, EngineOptions, OpenMode, Query, SearchOptions, Term};
 use xsearch_shapes::{Colour, Scene, Shape};
 
 const HELD_OUT_SEED: u64 = 1001;
@@ -38,11 +37,11 @@ fn build_world() -> World {
         .map(|item| (photos.join(&item.file), item.scene))
         .collect();
     let model = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/models/shapes-tiny");
-    let clip = Clip::open(model, None).unwrap();
-    let engine = Engine::with_clip(clip, &dir.join("index")).unwrap();
-    let summary = engine
-        .ingest(&[photos], &IngestOptions::default(), &())
-        .unwrap();
+    let options = EngineOptions::new(model)
+        .index(dir.join("index"))
+        .mode(OpenMode::Create);
+    let engine = Engine::open(&options, None).unwrap();
+    let summary = engine.ingest(&[photos], &()).unwrap();
     assert_eq!(summary.added, IMAGES as usize, "{summary:?}");
     World { engine, scenes }
 }
@@ -61,7 +60,10 @@ fn shapes_model_retrieves_text_to_image_image_to_text_and_image_to_image() {
         for shape in Shape::ALL {
             let hits = w
                 .engine
-                .search(&Query::text(format!("a {colour} {shape}")), 5, None)
+                .search(
+                    &Query::text(format!("a {colour} {shape}")),
+                    &SearchOptions::new(5),
+                )
                 .unwrap();
             assert_eq!(hits.len(), 5);
             let right = hits
@@ -89,13 +91,12 @@ fn shapes_model_retrieves_text_to_image_image_to_text_and_image_to_image() {
     let paths: Vec<PathBuf> = w.scenes.keys().cloned().collect();
     let embeddings: Vec<_> = w
         .engine
-        .clip()
         .embed_files(&paths)
         .unwrap()
         .into_iter()
         .map(Result::unwrap)
         .collect();
-    let ranked = xsearch::tag(w.engine.clip(), &embeddings, &labels).unwrap();
+    let ranked = w.engine.tag(&embeddings, &labels).unwrap();
     let top1 = paths
         .iter()
         .zip(&ranked)
@@ -111,7 +112,10 @@ fn shapes_model_retrieves_text_to_image_image_to_text_and_image_to_image() {
     let mut shared = 0;
     let probes = &paths[..120];
     for path in probes {
-        let hits = w.engine.search(&Query::image(path), 6, None).unwrap();
+        let hits = w
+            .engine
+            .search(&Query::image(path), &SearchOptions::new(6))
+            .unwrap();
         let others: Vec<_> = hits.iter().filter(|h| &h.path != path).take(5).collect();
         assert_eq!(others.len(), 5);
         shared += others
@@ -143,7 +147,7 @@ fn combined_query_swaps_a_colour() {
     let query = Query::image(blue_square)
         .with(1.0, Term::Text("red".into()))
         .with(-1.0, Term::Text("blue".into()));
-    let hits = w.engine.search(&query, 5, None).unwrap();
+    let hits = w.engine.search(&query, &SearchOptions::new(5)).unwrap();
     let red_squares = hits
         .iter()
         .filter(|h| {
@@ -167,13 +171,19 @@ fn search_within_a_folder_only_returns_its_images() {
         .to_path_buf();
     let hits = w
         .engine
-        .search(&Query::text("a red circle"), 10, Some(&any))
+        .search(
+            &Query::text("a red circle"),
+            &SearchOptions::new(10).within(&any),
+        )
         .unwrap();
     assert_eq!(hits.len(), 10);
     let elsewhere = any.with_file_name("elsewhere");
     let none = w
         .engine
-        .search(&Query::text("a red circle"), 10, Some(&elsewhere))
+        .search(
+            &Query::text("a red circle"),
+            &SearchOptions::new(10).within(&elsewhere),
+        )
         .unwrap();
     assert!(none.is_empty(), "{none:?}");
 }
@@ -203,20 +213,77 @@ fn text_queries_never_load_the_image_tower() {
         .collect();
     candle_core::safetensors::save(&text_only, model.join("open_clip_model.safetensors")).unwrap();
 
-    let clip = Clip::open(model.to_str().unwrap(), None).unwrap();
-    let engine = Engine::with_clip(clip, &dir.path().join("index")).unwrap();
+    let options = EngineOptions::new(model.to_str().unwrap())
+        .index(dir.path().join("index"))
+        .mode(OpenMode::Create);
+    let engine = Engine::open(&options, None).unwrap();
     let captions = ["a red square", "a blue circle", "a green triangle"].map(String::from);
     assert_eq!(engine.add_texts(&captions).unwrap(), 3);
-    let hits = engine.search_texts(&Query::text("red square"), 1).unwrap();
+    let hits = engine
+        .search_texts(&Query::text("red square"), &SearchOptions::new(1))
+        .unwrap();
     assert_eq!(hits[0].text, "a red square");
     assert!(engine
-        .search(&Query::text("a red square"), 5, None)
+        .search(&Query::text("a red square"), &SearchOptions::new(5))
         .unwrap()
         .is_empty());
 
     let image = image::DynamicImage::new_rgb8(8, 8);
     let err = engine
-        .search(&Query::default().with(1.0, Term::Image(image)), 1, None)
+        .search(
+            &Query::default().with(1.0, Term::Image(image)),
+            &SearchOptions::new(1),
+        )
         .unwrap_err();
     assert!(err.to_string().contains("visual."), "{err}");
+
+    // Status reads the index alone: no tower, so the missing image tower does not matter.
+    let status = engine.status().unwrap();
+    assert_eq!((status.images, status.texts, status.dim), (0, 3, 64));
+    assert!(status.failures.is_empty());
+}
+
+/// One engine answers searches from several threads at once, each getting what a lone search
+/// gets (the server shares one engine between its workers).
+#[test]
+fn one_engine_searches_from_several_threads_at_once() {
+    let w = world();
+    let queries: Vec<String> = Colour::ALL
+        .iter()
+        .map(|colour| format!("a {colour} circle"))
+        .collect();
+    let options = SearchOptions::new(5);
+    let alone: Vec<_> = queries
+        .iter()
+        .map(|q| w.engine.search(&Query::text(q), &options).unwrap())
+        .collect();
+    let barrier = std::sync::Barrier::new(queries.len());
+    let together: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = queries
+            .iter()
+            .map(|q| {
+                let (engine, barrier, options) = (&w.engine, &barrier, &options);
+                s.spawn(move || {
+                    barrier.wait(); // all threads search at the same moment
+                    engine.search(&Query::text(q), options).unwrap()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(together, alone);
+    assert!(together.iter().all(|hits| hits.len() == 5));
+}
+
+/// An engine opened without an index embeds and tags, and says so when asked to search.
+#[test]
+fn an_engine_without_an_index_embeds_but_does_not_search() {
+    let model = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/models/shapes-tiny");
+    let engine = Engine::open(&EngineOptions::new(model), None).unwrap();
+    assert_eq!(engine.index_dir(), None);
+    assert_eq!(engine.embed_texts(&["a red star"]).unwrap()[0].len(), 64);
+    let err = engine
+        .search(&Query::text("a red star"), &SearchOptions::default())
+        .unwrap_err();
+    assert!(matches!(err, xsearch::Error::NoIndexOpened), "{err}");
 }

@@ -107,7 +107,7 @@ pub struct IndexArgs {
     pub raw_pairs: RawPairsArg,
 
     /// Images embedded together.
-    #[arg(long, default_value_t = xsearch::ingest::pipeline::IngestOptions::default().batch_size, value_name = "N")]
+    #[arg(long, default_value_t = xsearch::DEFAULT_BATCH_SIZE, value_name = "N")]
     pub batch_size: usize,
 }
 

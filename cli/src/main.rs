@@ -3,6 +3,7 @@
 
 mod args;
 mod commands;
+mod hint;
 mod output;
 mod preview;
 mod progress;
@@ -12,9 +13,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use xsearch::{Clip, Engine, EngineConfig};
+use xsearch::{Engine, EngineOptions, IngestOptions, OpenMode, RawPairs, INDEX_FORMAT_VERSION};
 
-use crate::args::{Cli, Command, GlobalArgs, TextsCommand};
+use crate::args::{Cli, Command, GlobalArgs, RawPairsArg, TextsCommand};
 use crate::output::Printer;
 
 /// How a run ended when it did not fail outright (a failure is exit code 2).
@@ -35,7 +36,7 @@ fn main() -> ExitCode {
         Ok(Outcome::NothingFound) => ExitCode::from(1),
         Ok(Outcome::Errors) => ExitCode::from(2),
         Err(err) => {
-            eprintln!("xsearch: {err:#}");
+            eprintln!("xsearch: {}", hint::render(&err));
             ExitCode::from(2)
         }
     }
@@ -53,33 +54,43 @@ fn run(cli: Cli) -> Result<Outcome> {
     let download = progress::Download::new(global.quiet);
     match &cli.command {
         Command::Embed(args) => {
-            let clip = Clip::open(&global.model, Some(&download))?;
-            commands::embed::run(&clip, args, &mut printer)
+            let engine = Engine::open(&EngineOptions::new(&global.model), Some(&download))?;
+            commands::embed::run(&engine, args, &mut printer)
         }
         Command::Tag(args) => {
-            let clip = Clip::open(&global.model, Some(&download))?;
-            commands::tag::run(&clip, args, &mut printer)
+            let engine = Engine::open(&EngineOptions::new(&global.model), Some(&download))?;
+            commands::tag::run(&engine, args, &mut printer)
         }
         Command::Index(args) => {
-            let engine = open_engine(global, true, false, &download)?;
+            let ingest = IngestOptions::default()
+                .follow_symlinks(args.follow_symlinks)
+                .raw_pairs(match args.raw_pairs {
+                    RawPairsArg::Jpeg => RawPairs::JpegOnly,
+                    RawPairsArg::Both => RawPairs::Both,
+                })
+                .batch_size(args.batch_size);
+            let options = index_options(global)?.mode(OpenMode::Create).ingest(ingest);
+            let engine = open_engine(&options, global.quiet, &download)?;
             commands::index::run(&engine, args, global.quiet, &mut printer)
         }
         Command::Query(args) => {
             // Parsed before anything loads: a syntax error costs nothing, and whether the
             // text tower is needed decides what to load while the index opens.
             let query = commands::query::parse(args)?;
-            let engine = open_engine(global, false, query.has_texts(), &download)?;
+            let options = index_options(global)?.preload_text(query.has_texts());
+            let engine = open_engine(&options, global.quiet, &download)?;
             let outcome = commands::query::run(&engine, &query, args, &mut printer)?;
             exit_without_teardown(engine)?;
             Ok(outcome)
         }
         Command::Texts(TextsCommand::Add { file }) => {
-            let engine = open_engine(global, true, false, &download)?;
+            let options = index_options(global)?.mode(OpenMode::Create);
+            let engine = open_engine(&options, global.quiet, &download)?;
             commands::texts::add(&engine, file, global.quiet)
         }
         Command::Status => {
-            let engine = open_engine(global, false, false, &download)?;
-            let outcome = commands::status::run(&engine, &global.model, &mut printer)?;
+            let engine = open_engine(&index_options(global)?, global.quiet, &download)?;
+            let outcome = commands::status::run(&engine, &mut printer)?;
             exit_without_teardown(engine)?;
             Ok(outcome)
         }
@@ -90,7 +101,7 @@ fn run(cli: Cli) -> Result<Outcome> {
 /// large graph node by node takes longer than a whole query (about 0.4 s at 100k vectors),
 /// and the process is about to exit, which frees it at once and releases the index lock.
 fn exit_without_teardown(engine: Engine) -> Result<()> {
-    engine.index().flush()?;
+    engine.flush()?;
     std::mem::forget(engine);
     Ok(())
 }
@@ -107,35 +118,31 @@ fn index_dir(global: &GlobalArgs) -> Result<PathBuf> {
     }
 }
 
+/// The model and the index the global arguments name, opening an existing index.
+fn index_options(global: &GlobalArgs) -> Result<EngineOptions> {
+    Ok(EngineOptions::new(&global.model).index(index_dir(global)?))
+}
+
 /// Opens the model and the index, telling on stderr when the index was converted from an older
 /// format or its graph had to be repaired.
 fn open_engine(
-    global: &GlobalArgs,
-    create: bool,
-    preload_text: bool,
+    options: &EngineOptions,
+    quiet: bool,
     download: &progress::Download,
 ) -> Result<Engine> {
-    let config = EngineConfig {
-        model: global.model.clone(),
-        index: index_dir(global)?,
-        create,
-        preload_text,
-    };
-    let engine = Engine::open(&config, Some(download))?;
-    let report = engine.open_report();
-    if let (Some(from), false) = (report.converted_from, global.quiet) {
-        eprintln!(
-            "xsearch: {}: converted the index from format {from} to format {}",
-            config.index.display(),
-            xsearch_index::FORMAT_VERSION
-        );
-    }
-    for (collection, status) in [("images", &report.images), ("texts", &report.texts)] {
-        if status.is_repair() && !global.quiet {
+    let engine = Engine::open(options, Some(download))?;
+    if let (Some(report), Some(dir), false) = (engine.open_report(), engine.index_dir(), quiet) {
+        if let Some(from) = report.converted_from {
             eprintln!(
-                "xsearch: {}: {collection}: {status}",
-                config.index.display()
+                "xsearch: {}: converted the index from format {from} to format \
+                 {INDEX_FORMAT_VERSION}",
+                dir.display(),
             );
+        }
+        for (collection, status) in [("images", &report.images), ("texts", &report.texts)] {
+            if status.is_repair() {
+                eprintln!("xsearch: {}: {collection}: {status}", dir.display());
+            }
         }
     }
     Ok(engine)

@@ -3,7 +3,7 @@
 use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use xsearch::model::hub::DownloadProgress;
+use xsearch::DownloadProgress;
 
 /// Whether bars should be drawn at all.
 pub fn enabled(quiet: bool) -> bool {

@@ -316,8 +316,8 @@ fn a_second_process_gets_a_clear_lock_error_at_once() {
         .run(SHAPES, &["index", photos.to_str().unwrap()])
         .status
         .success());
-    let clip = xsearch::Clip::open(SHAPES, None).unwrap();
-    let _held = xsearch::Engine::with_clip(clip, &sb.index()).unwrap();
+    let options = xsearch::EngineOptions::new(SHAPES).index(sb.index());
+    let _held = xsearch::Engine::open(&options, None).unwrap();
     let started = std::time::Instant::now();
     let out = sb.run(SHAPES, &["status"]);
     assert!(started.elapsed().as_secs_f64() < 5.0);
@@ -442,11 +442,16 @@ fn killing_the_indexer_at_any_moment_loses_nothing_committed() {
     }
 }
 
-/// Every image in the sandbox's index with its vector, read through the library.
+/// Every image in the sandbox's index with its vector, read with the index crate (the engine
+/// keys an image by its path's bytes).
 fn all_vectors(sb: &Sandbox) -> std::collections::HashMap<String, Vec<f32>> {
     let clip = xsearch::Clip::open(SHAPES, None).unwrap();
-    let engine = xsearch::Engine::with_clip(clip, &sb.index()).unwrap();
-    let images = engine.index().images();
+    let spec = xsearch_index::IndexSpec {
+        model: clip.files().fingerprint(),
+        dim: clip.embed_dim(),
+    };
+    let index = xsearch_index::Index::open(sb.index(), &spec).unwrap();
+    let images = index.images();
     images
         .iter()
         .map(|item| {

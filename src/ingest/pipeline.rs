@@ -16,21 +16,25 @@ use std::sync::mpsc;
 use rayon::prelude::*;
 use xsearch_index::{Entry, FileStamp, Index};
 
-use crate::decode::decode_bytes_scaled;
-use crate::ingest::walk::{distinct_roots, walk, Candidate, WalkOptions};
+use crate::clip::{ImageSource, DEFAULT_BATCH_SIZE};
+use crate::ingest::walk::{distinct_roots, walk, Candidate, RawPairs, WalkOptions};
+use crate::keys::{key_path, path_key};
 use crate::{Clip, Error};
 
-/// Images embedded together by default. Measured (`BENCHMARKS.md`, "Ingest speed"): the image
-/// tower's CPU time per image falls by 27% from batch 1 to 8 and by 4% more up to 32, and
-/// ingest overlapped decoding with the tower best at 8 of 2, 4 and 8; larger batches only
-/// lengthen the unoverlapped first and last batch and hold more pixels.
-pub const DEFAULT_BATCH_SIZE: usize = 8;
-
-/// How to ingest.
-#[derive(Debug, Clone, Copy)]
+/// How to ingest: [`IngestOptions::default`] refined with setters (`#[non_exhaustive]`, so
+/// options added later do not break callers).
+///
+/// ```
+/// let options = xsearch::IngestOptions::default().follow_symlinks(true).batch_size(16);
+/// assert_eq!(options.batch_size, 16);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct IngestOptions {
-    /// How to walk the folders.
-    pub walk: WalkOptions,
+    /// Follow symbolic links while walking (loops are detected and reported).
+    pub follow_symlinks: bool,
+    /// Which files of a camera RAW + JPEG pair to index.
+    pub raw_pairs: RawPairs,
     /// Images embedded together; see `BENCHMARKS.md` for how the default was chosen.
     pub batch_size: usize,
 }
@@ -38,14 +42,43 @@ pub struct IngestOptions {
 impl Default for IngestOptions {
     fn default() -> Self {
         Self {
-            walk: WalkOptions::default(),
+            follow_symlinks: false,
+            raw_pairs: RawPairs::default(),
             batch_size: DEFAULT_BATCH_SIZE,
+        }
+    }
+}
+
+impl IngestOptions {
+    /// Follow symbolic links while walking.
+    pub fn follow_symlinks(mut self, follow: bool) -> Self {
+        self.follow_symlinks = follow;
+        self
+    }
+
+    /// Which files of a camera RAW + JPEG pair to index.
+    pub fn raw_pairs(mut self, pairs: RawPairs) -> Self {
+        self.raw_pairs = pairs;
+        self
+    }
+
+    /// Images embedded together (at least one).
+    pub fn batch_size(mut self, size: usize) -> Self {
+        self.batch_size = size;
+        self
+    }
+
+    fn walk(&self) -> WalkOptions {
+        WalkOptions {
+            follow_symlinks: self.follow_symlinks,
+            raw_pairs: self.raw_pairs,
         }
     }
 }
 
 /// What the pipeline reports while it runs, for progress bars and logs.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum IngestEvent<'a> {
     /// The walk is over: `pending` files need work, `unchanged` were already indexed.
     Walked {
@@ -87,6 +120,7 @@ impl IngestObserver for () {
 
 /// What a run did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct IngestSummary {
     /// Image files found under the roots.
     pub found: usize,
@@ -110,17 +144,17 @@ pub struct IngestSummary {
 /// The folders are walked twice: first to count the work (for progress) and to report what
 /// cannot be walked, then to feed the pipeline, each file judged again as it comes. Nothing is
 /// kept per file in between, so memory does not grow with the folder.
-pub fn ingest(
+pub(crate) fn ingest(
     clip: &Clip,
     index: &Index,
     roots: &[PathBuf],
     options: &IngestOptions,
     observer: &dyn IngestObserver,
 ) -> Result<IngestSummary, Error> {
-    let roots = distinct_roots(roots, options.walk);
+    let roots = distinct_roots(roots, options.walk());
     let mut summary = IngestSummary::default();
     let mut pending = 0;
-    for found in walk(&roots, options.walk) {
+    for found in walk(&roots, options.walk()) {
         match found {
             Ok(candidate) => {
                 summary.found += 1;
@@ -144,7 +178,7 @@ pub fn ingest(
         unchanged: summary.unchanged,
     });
     if pending > 0 {
-        let work = walk(&roots, options.walk)
+        let work = walk(&roots, options.walk())
             .filter_map(Result::ok)
             .filter_map(|candidate| match needs_work(index, &candidate) {
                 Ok(Some(updated)) => Some(Ok((candidate, updated))),
@@ -258,12 +292,8 @@ fn prepare(
         file.prepared = Prepared::Reused(vector);
         return Ok(file);
     }
-    file.prepared = match decode_bytes_scaled(&bytes, clip.decode_limits(), clip.min_source_side())
-    {
-        Ok(image) => {
-            drop(bytes);
-            Prepared::Pixels(clip.preprocess(&image)?)
-        }
+    file.prepared = match clip.pixels(ImageSource::Bytes(bytes))? {
+        Ok(pixels) => Prepared::Pixels(pixels),
         // The record is keyed by the path: store the reason alone.
         Err(err) => Prepared::Failed(err.reason()),
     };
@@ -346,22 +376,4 @@ fn prune(index: &Index, roots: &[PathBuf]) -> Result<usize, Error> {
         index.images().remove(&gone)?;
     }
     Ok(gone.len())
-}
-
-/// The index key of a path: its bytes as the OS gives them, so names that are not UTF-8 survive.
-pub fn path_key(path: &Path) -> Vec<u8> {
-    path.as_os_str().as_encoded_bytes().to_vec()
-}
-
-/// The path of an index key, inverse of [`path_key`].
-pub fn key_path(key: &[u8]) -> PathBuf {
-    #[cfg(unix)]
-    {
-        use std::os::unix::ffi::OsStrExt;
-        PathBuf::from(std::ffi::OsStr::from_bytes(key))
-    }
-    #[cfg(not(unix))]
-    {
-        PathBuf::from(String::from_utf8_lossy(key).into_owned())
-    }
 }

@@ -26,7 +26,7 @@ pub enum Error {
     /// The config describes a model xsearch cannot run.
     #[error(
         "{}: unsupported model: {reason}\n\nxsearch runs CLIP with a ModifiedResNet image tower \
-         (RN50 family); point --model at such a checkpoint.",
+         (RN50 family); use such a checkpoint.",
         path.display()
     )]
     UnsupportedModel {
@@ -38,9 +38,9 @@ pub enum Error {
 
     /// `--model` is neither an existing directory nor a hub repository id.
     #[error(
-        "{spec}: no such model directory, and not a hub repository id\n\nPass --model a \
-         directory holding open_clip_config.json and open_clip_model.safetensors, or a hub id \
-         such as timm/resnet50_clip.openai."
+        "{spec}: no such model directory, and not a hub repository id\n\nName a directory \
+         holding open_clip_config.json and open_clip_model.safetensors, or a hub id such as \
+         timm/resnet50_clip.openai."
     )]
     ModelNotFound {
         /// What `--model` said.
@@ -125,8 +125,8 @@ pub enum Error {
     /// unreachable, or the download failed).
     #[error(
         "model {repo}: {reason}: cannot get open_clip_config.json and \
-         open_clip_model.safetensors\n\nDownload both files into a directory and pass it with \
-         --model <DIR> (or set XSEARCH_MODEL), or allow network access to the hub."
+         open_clip_model.safetensors\n\nDownload both files into a directory and open the model \
+         from there, or allow network access to the hub."
     )]
     ModelUnavailable {
         /// The hub repository id.

@@ -21,7 +21,7 @@ use super::{Query, Term};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
     /// The query has no terms.
-    #[error("empty query\n\nDescribe what to find, e.g. `xsearch query \"sunset over sea\"`.")]
+    #[error("empty query\n\nDescribe what to find, e.g. `sunset over sea`.")]
     Empty,
     /// An operator with no term after it.
     #[error(

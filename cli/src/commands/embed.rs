@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use serde::Serialize;
-use xsearch::Clip;
+use xsearch::Engine;
 
 use crate::args::EmbedArgs;
 use crate::output::{warn, Printer};
@@ -15,15 +15,15 @@ struct EmbeddingRecord<'a> {
     embedding: &'a [f32],
 }
 
-pub fn run(clip: &Clip, args: &EmbedArgs, printer: &mut Printer) -> Result<Outcome> {
+pub fn run(engine: &Engine, args: &EmbedArgs, printer: &mut Printer) -> Result<Outcome> {
     let mut outcome = Outcome::Found;
     if !args.texts.is_empty() {
         let texts: Vec<&str> = args.texts.iter().map(String::as_str).collect();
-        for (text, embedding) in texts.iter().zip(clip.embed_texts(&texts)?) {
+        for (text, embedding) in texts.iter().zip(engine.embed_texts(&texts)?) {
             print(printer, "text", text, &embedding)?;
         }
     } else {
-        for (path, result) in args.images.iter().zip(clip.embed_files(&args.images)?) {
+        for (path, result) in args.images.iter().zip(engine.embed_files(&args.images)?) {
             let input = path.display().to_string();
             match result {
                 Ok(embedding) => print(printer, "image", &input, &embedding)?,

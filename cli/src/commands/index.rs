@@ -5,11 +5,9 @@ use std::time::Instant;
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
-use xsearch::ingest::pipeline::{IngestEvent, IngestOptions, IngestSummary};
-use xsearch::ingest::walk::{RawPairs, WalkOptions};
-use xsearch::Engine;
+use xsearch::{Engine, IngestEvent, IngestSummary};
 
-use crate::args::{IndexArgs, RawPairsArg};
+use crate::args::IndexArgs;
 use crate::output::{warn, Printer};
 use crate::progress;
 use crate::Outcome;
@@ -74,18 +72,9 @@ pub fn run(
             bar.inc(1);
             bar.set_message(format!("{n} skipped"));
         }
+        _ => {}
     };
-    let options = IngestOptions {
-        walk: WalkOptions {
-            follow_symlinks: args.follow_symlinks,
-            raw_pairs: match args.raw_pairs {
-                RawPairsArg::Jpeg => RawPairs::JpegOnly,
-                RawPairsArg::Both => RawPairs::Both,
-            },
-        },
-        batch_size: args.batch_size,
-    };
-    let summary = engine.ingest(&args.paths, &options, &observer)?;
+    let summary = engine.ingest(&args.paths, &observer)?;
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
     let fields = IndexSummaryFields::from(&summary);

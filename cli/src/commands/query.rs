@@ -4,7 +4,7 @@ use std::io::Write;
 
 use anyhow::Result;
 use serde::Serialize;
-use xsearch::{Engine, Query, Term};
+use xsearch::{Engine, Query, SearchOptions, Term};
 
 use crate::args::QueryArgs;
 use crate::output::{score4, Printer};
@@ -47,12 +47,12 @@ pub fn run(
     args: &QueryArgs,
     printer: &mut Printer,
 ) -> Result<Outcome> {
-    let collection = if args.texts {
-        engine.index().texts()
+    let count = if args.texts {
+        engine.text_count()?
     } else {
-        engine.index().images()
+        engine.image_count()?
     };
-    if collection.is_empty() {
+    if count == 0 {
         let hint = if args.texts {
             "add texts with `xsearch texts add <FILE>` first"
         } else {
@@ -60,13 +60,16 @@ pub fn run(
         };
         eprintln!(
             "xsearch: {}: the {} collection is empty\n\nTo search it, {hint}.",
-            engine.index().path().display(),
+            engine
+                .index_dir()
+                .unwrap_or(std::path::Path::new(""))
+                .display(),
             if args.texts { "text" } else { "image" },
         );
         return Ok(Outcome::NothingFound);
     }
     let found = if args.texts {
-        let hits = engine.search_texts(query, args.top)?;
+        let hits = engine.search_texts(query, &SearchOptions::new(args.top))?;
         for (i, hit) in hits.iter().enumerate() {
             let record = TextRecord {
                 rank: i + 1,
@@ -77,7 +80,11 @@ pub fn run(
         }
         !hits.is_empty()
     } else {
-        let hits = engine.search(query, args.top, args.within.as_deref())?;
+        let mut options = SearchOptions::new(args.top);
+        if let Some(dir) = &args.within {
+            options = options.within(dir);
+        }
+        let hits = engine.search(query, &options)?;
         let protocol = Protocol::detect(|name| std::env::var(name).ok());
         for (i, hit) in hits.iter().enumerate() {
             let path = hit.path.to_string_lossy();
@@ -110,7 +117,7 @@ fn preview(
 ) -> Result<()> {
     printer.flush()?;
     let mut out = std::io::stdout().lock();
-    match engine.clip().decode(path) {
+    match engine.decode_preview(path) {
         Ok(image) => write_preview(&mut out, &image, protocol, PREVIEW_CELLS.0, PREVIEW_CELLS.1)?,
         Err(err) => writeln!(out, "  (no preview: {err})")?,
     }

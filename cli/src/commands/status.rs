@@ -2,7 +2,6 @@
 
 use anyhow::Result;
 use serde::Serialize;
-use xsearch::ingest::pipeline::key_path;
 use xsearch::Engine;
 
 use crate::output::Printer;
@@ -25,23 +24,23 @@ struct FailureRecord {
     reason: String,
 }
 
-pub fn run(engine: &Engine, model: &str, printer: &mut Printer) -> Result<Outcome> {
-    let index = engine.index();
-    let failures: Vec<FailureRecord> = index
-        .failures()?
+pub fn run(engine: &Engine, printer: &mut Printer) -> Result<Outcome> {
+    let status = engine.status()?;
+    let failures: Vec<FailureRecord> = status
+        .failures
         .into_iter()
-        .map(|(key, failure)| FailureRecord {
-            path: key_path(&key).to_string_lossy().into_owned(),
+        .map(|failure| FailureRecord {
+            path: failure.path.to_string_lossy().into_owned(),
             reason: failure.reason,
         })
         .collect();
     let record = StatusRecord {
-        index: &index.path().to_string_lossy(),
-        model,
-        fingerprint: &index.spec().model,
-        dim: index.spec().dim,
-        images: index.images().len(),
-        texts: index.texts().len(),
+        index: &status.index.to_string_lossy(),
+        model: &status.model,
+        fingerprint: &status.fingerprint,
+        dim: status.dim,
+        images: status.images,
+        texts: status.texts,
         failures,
     };
     printer.record(&record, || {

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use serde::Serialize;
-use xsearch::{tag, Clip};
+use xsearch::Engine;
 
 use crate::args::TagArgs;
 use crate::commands::texts::read_lines;
@@ -17,7 +17,7 @@ struct TagRecord<'a> {
     text: &'a str,
 }
 
-pub fn run(clip: &Clip, args: &TagArgs, printer: &mut Printer) -> Result<Outcome> {
+pub fn run(engine: &Engine, args: &TagArgs, printer: &mut Printer) -> Result<Outcome> {
     let labels = read_lines(&args.labels)?;
     anyhow::ensure!(
         !labels.is_empty(),
@@ -28,7 +28,7 @@ pub fn run(clip: &Clip, args: &TagArgs, printer: &mut Printer) -> Result<Outcome
     let mut outcome = Outcome::Found;
     let mut images = Vec::new();
     let mut paths = Vec::new();
-    for (path, result) in args.images.iter().zip(clip.embed_files(&args.images)?) {
+    for (path, result) in args.images.iter().zip(engine.embed_files(&args.images)?) {
         match result {
             Ok(embedding) => {
                 images.push(embedding);
@@ -40,7 +40,7 @@ pub fn run(clip: &Clip, args: &TagArgs, printer: &mut Printer) -> Result<Outcome
             }
         }
     }
-    let ranked = tag(clip, &images, &labels)?;
+    let ranked = engine.tag(&images, &labels)?;
     for (path, scores) in paths.iter().zip(ranked) {
         let path = path.to_string_lossy();
         for (i, s) in scores.iter().take(args.top).enumerate() {

@@ -12,7 +12,7 @@ pub fn add(engine: &Engine, file: &Path, quiet: bool) -> Result<Outcome> {
     let lines = read_lines(file)?;
     let added = engine.add_texts(&lines)?;
     if !quiet {
-        let total = engine.index().texts().len();
+        let total = engine.text_count()?;
         eprintln!(
             "added {added} new texts ({} already present); the text collection holds {total}",
             lines.iter().collect::<std::collections::HashSet<_>>().len() - added
