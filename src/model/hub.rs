@@ -4,13 +4,15 @@
 //! The cache is always consulted first, so a cached model needs no network. With
 //! `HF_HUB_OFFLINE=1` the cache is the only source. Downloads report progress through
 //! [`DownloadProgress`]; this module never prints.
+//!
+//! The cache layout is the Python client's, so both share downloads: under
+//! `models--OWNER--NAME/`, `refs/main` names the commit, `snapshots/COMMIT/FILE` points at
+//! `blobs/ETAG`, and a blob is written as `blobs/ETAG.incomplete` and renamed when complete.
 
+use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-use hf_hub::api::sync::ApiBuilder;
-use hf_hub::Cache;
 
 use crate::model::error::Error;
 
@@ -21,9 +23,12 @@ pub const CONFIG_FILE: &str = "open_clip_config.json";
 /// The weights file of an open_clip hub model.
 pub const WEIGHTS_FILE: &str = "open_clip_model.safetensors";
 
-/// How long to wait for the hub's TCP handshake before declaring it unreachable: `ureq`'s own
-/// connect timeout is 30 s and hf-hub 0.4 does not let us shorten it.
+/// How long to wait for the hub's TCP handshake before declaring it unreachable (a machine
+/// without network should hear so within seconds, not after a 30 s default).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Redirects within the hub (a renamed repository) followed before giving up.
+const MAX_HUB_REDIRECTS: usize = 5;
 
 /// Receives download progress; implementations use interior mutability (the CLI draws a bar).
 pub trait DownloadProgress {
@@ -58,7 +63,7 @@ impl HubOptions {
             })
             .unwrap_or(false);
         Self {
-            cache_dir: Cache::from_env().path().clone(),
+            cache_dir: default_cache_dir(),
             endpoint: std::env::var("HF_ENDPOINT")
                 .unwrap_or_else(|_| "https://huggingface.co".to_string()),
             offline,
@@ -76,7 +81,7 @@ impl HubOptions {
             repo: repo.to_string(),
             reason,
         };
-        let cache = Cache::new(self.cache_dir.clone()).model(repo.to_string());
+        let cache = RepoCache::new(&self.cache_dir, repo);
         if let (Some(config), Some(weights)) = (cache.get(CONFIG_FILE), cache.get(WEIGHTS_FILE)) {
             return Ok((config, weights));
         }
@@ -87,24 +92,112 @@ impl HubOptions {
             )));
         }
         self.check_reachable().map_err(&unavailable)?;
-        let api = ApiBuilder::from_cache(Cache::new(self.cache_dir.clone()))
-            .with_endpoint(self.endpoint.clone())
-            .with_progress(false)
-            .build()
-            .map_err(|e| unavailable(format!("cannot set up the hub client: {e}")))?
-            .model(repo.to_string());
         let fetch = |file: &str| match cache.get(file) {
             Some(path) => Ok(path),
-            None => api
-                .download_with_progress(file, Relay(progress))
-                .map_err(|e| {
-                    unavailable(format!(
-                        "download of {file} from {} failed: {e}",
-                        self.endpoint
-                    ))
-                }),
+            None => self.download(&cache, repo, file, progress).map_err(|e| {
+                unavailable(format!(
+                    "download of {file} from {} failed: {e}",
+                    self.endpoint
+                ))
+            }),
         };
         Ok((fetch(CONFIG_FILE)?, fetch(WEIGHTS_FILE)?))
+    }
+
+    /// Downloads `file` of `repo`'s main branch into the cache; returns its snapshot path.
+    fn download(
+        &self,
+        cache: &RepoCache,
+        repo: &str,
+        file: &str,
+        progress: Option<&dyn DownloadProgress>,
+    ) -> Result<PathBuf, String> {
+        let url = format!(
+            "{}/{repo}/resolve/main/{file}",
+            self.endpoint.trim_end_matches('/')
+        );
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(CONNECT_TIMEOUT)
+            .build();
+        let meta = self.metadata(&url)?;
+        let blob = cache.dir.join("blobs").join(&meta.etag);
+        let blobs = cache.dir.join("blobs");
+        std::fs::create_dir_all(&blobs).map_err(|e| format!("{}: {e}", blobs.display()))?;
+        let partial = blob.with_extension("incomplete");
+        let response = agent.get(&url).call().map_err(|e| e.to_string())?;
+        let written = write_body(response.into_reader(), &partial, file, meta.size, progress)
+            .map_err(|e| format!("{}: {e}", partial.display()))?;
+        if written != meta.size {
+            return Err(format!(
+                "received {written} of {} bytes of {file}",
+                meta.size
+            ));
+        }
+        std::fs::rename(&partial, &blob).map_err(|e| format!("{}: {e}", blob.display()))?;
+        let pointer = cache.link(&meta.commit, file, &meta.etag)?;
+        cache.set_main(&meta.commit)?;
+        Ok(pointer)
+    }
+
+    /// What the hub says of a file before sending it: the commit `main` points at, the
+    /// blob's etag and its size. Asks for its first byte, following redirects within the hub
+    /// (a renamed repository) by hand and, for a redirect to a storage host, asking it for the
+    /// size: the hub's headers are on its own answer, not the storage host's.
+    fn metadata(&self, url: &str) -> Result<Metadata, String> {
+        let direct = ureq::AgentBuilder::new()
+            .timeout_connect(CONNECT_TIMEOUT)
+            .redirects(0)
+            .build();
+        let first_byte = |agent: &ureq::Agent, url: &str| {
+            agent
+                .get(url)
+                .set("Range", "bytes=0-0")
+                .call()
+                .map_err(|e| e.to_string())
+        };
+        let mut response = first_byte(&direct, url)?;
+        for _ in 0..MAX_HUB_REDIRECTS {
+            match response.header("location") {
+                Some(location) if is_redirect(response.status()) && location.starts_with('/') => {
+                    let url = format!("{}{location}", self.endpoint.trim_end_matches('/'));
+                    response = first_byte(&direct, &url)?;
+                }
+                _ => break,
+            }
+        }
+        let header = |name: &str| {
+            response
+                .header(name)
+                .map(str::to_string)
+                .ok_or_else(|| format!("the hub's answer lacks the {name} header"))
+        };
+        let etag = header("x-linked-etag")
+            .or_else(|_| header("etag"))?
+            .replace('"', "");
+        let commit = header("x-repo-commit")?;
+        if [&etag, &commit].iter().any(|s| !is_plain_name(s)) {
+            return Err(format!(
+                "the hub sent an odd etag {etag:?} or commit {commit:?}"
+            ));
+        }
+        let range = match response.header("location") {
+            Some(location) if is_redirect(response.status()) => {
+                let agent = ureq::AgentBuilder::new()
+                    .timeout_connect(CONNECT_TIMEOUT)
+                    .build();
+                first_byte(&agent, location)?
+                    .header("content-range")
+                    .map(str::to_string)
+            }
+            _ => response.header("content-range").map(str::to_string),
+        };
+        // `bytes 0-0/SIZE`
+        let size = range
+            .as_deref()
+            .and_then(|r| r.rsplit('/').next())
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| format!("the hub sent no usable content-range ({range:?})"))?;
+        Ok(Metadata { etag, commit, size })
     }
 
     /// Fails fast when the endpoint's host does not accept a TCP connection.
@@ -152,25 +245,117 @@ fn host_port(url: &str) -> Option<(String, u16)> {
     (!host.is_empty()).then(|| (host.to_string(), port))
 }
 
-/// Adapts a caller's [`DownloadProgress`] to hf-hub's by-value `Progress`.
-struct Relay<'a>(Option<&'a dyn DownloadProgress>);
+/// What the hub says of a file before sending it.
+struct Metadata {
+    /// The blob's name in the cache.
+    etag: String,
+    /// The commit `main` points at.
+    commit: String,
+    /// The file's length.
+    size: u64,
+}
 
-impl hf_hub::api::Progress for Relay<'_> {
-    fn init(&mut self, size: usize, filename: &str) {
-        if let Some(p) = self.0 {
-            p.start(filename, size as u64);
+fn is_redirect(status: u16) -> bool {
+    matches!(status, 301 | 302 | 303 | 307 | 308)
+}
+
+/// A commit hash or etag, safe as a file name.
+fn is_plain_name(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+}
+
+/// Copies `body` into `path` (created afresh), telling `progress`; returns the bytes written.
+fn write_body(
+    mut body: impl Read,
+    path: &Path,
+    file: &str,
+    size: u64,
+    progress: Option<&dyn DownloadProgress>,
+) -> std::io::Result<u64> {
+    let mut out = std::fs::File::create(path)?;
+    if let Some(p) = progress {
+        p.start(file, size);
+    }
+    let mut buf = vec![0u8; 1 << 16];
+    let mut written = 0;
+    loop {
+        let n = body.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        out.write_all(&buf[..n])?;
+        written += n as u64;
+        if let Some(p) = progress {
+            p.advance(n as u64);
         }
     }
-    fn update(&mut self, size: usize) {
-        if let Some(p) = self.0 {
-            p.advance(size as u64);
+    out.sync_all()?;
+    if let Some(p) = progress {
+        p.finish();
+    }
+    Ok(written)
+}
+
+/// One repository's folder in the hub cache.
+struct RepoCache {
+    dir: PathBuf,
+}
+
+impl RepoCache {
+    fn new(cache_dir: &Path, repo: &str) -> Self {
+        Self {
+            dir: cache_dir.join(format!("models--{}", repo.replace('/', "--"))),
         }
     }
-    fn finish(&mut self) {
-        if let Some(p) = self.0 {
-            p.finish();
-        }
+
+    /// The snapshot path of `file` at the commit `refs/main` names, if it is there.
+    fn get(&self, file: &str) -> Option<PathBuf> {
+        let commit = std::fs::read_to_string(self.dir.join("refs/main")).ok()?;
+        let path = self.dir.join("snapshots").join(commit.trim()).join(file);
+        path.exists().then_some(path)
     }
+
+    /// Makes `snapshots/COMMIT/FILE` point at `blobs/ETAG` (a relative symbolic link, as the
+    /// Python client makes; where links are not available, the blob moves there).
+    fn link(&self, commit: &str, file: &str, etag: &str) -> Result<PathBuf, String> {
+        let snapshot = self.dir.join("snapshots").join(commit);
+        std::fs::create_dir_all(&snapshot).map_err(|e| format!("{}: {e}", snapshot.display()))?;
+        let pointer = snapshot.join(file);
+        let blob = self.dir.join("blobs").join(etag);
+        let _ = std::fs::remove_file(&pointer); // a stale link from an interrupted run
+        #[cfg(unix)]
+        let linked = std::os::unix::fs::symlink(Path::new("../../blobs").join(etag), &pointer);
+        #[cfg(not(unix))]
+        let linked = std::fs::rename(&blob, &pointer);
+        linked.map_err(|e| format!("{}: {e}", pointer.display()))?;
+        if !pointer.exists() {
+            return Err(format!(
+                "{}: does not lead to {}",
+                pointer.display(),
+                blob.display()
+            ));
+        }
+        Ok(pointer)
+    }
+
+    /// Points `refs/main` at `commit`.
+    fn set_main(&self, commit: &str) -> Result<(), String> {
+        let refs = self.dir.join("refs");
+        std::fs::create_dir_all(&refs).map_err(|e| format!("{}: {e}", refs.display()))?;
+        std::fs::write(refs.join("main"), commit).map_err(|e| format!("{}: {e}", refs.display()))
+    }
+}
+
+/// `$HF_HOME/hub`, else `~/.cache/huggingface/hub`, like the Python client.
+fn default_cache_dir() -> PathBuf {
+    if let Some(home) = std::env::var_os("HF_HOME") {
+        return PathBuf::from(home).join("hub");
+    }
+    let home = std::env::var_os("HOME")
+        .or_else(|| std::env::var_os("USERPROFILE"))
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    home.join(".cache/huggingface/hub")
 }
 
 /// Whether `spec` names a hub repository (`owner/name`) rather than a filesystem path.
