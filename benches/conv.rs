@@ -5,7 +5,9 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
 use candle_core::{Device, Tensor};
-use xsearch::kernels::{rn50_convs, Algorithm, Conv2d};
+use xsearch::kernels::{Algorithm, Conv2d};
+use xsearch::model::resnet::{tower_convs, TowerConv};
+use xsearch::model::OpenClipConfig;
 
 const BATCH: usize = 8;
 
@@ -13,6 +15,16 @@ fn random(len: usize, seed: u32) -> Vec<f32> {
     (0..len as u32)
         .map(|i| ((i.wrapping_mul(2_654_435_761) ^ seed) % 2001) as f32 / 1000.0 - 1.0)
         .collect()
+}
+
+/// CLIP RN50's convolutions, derived from its open_clip config (`fixtures/parity/rn50`).
+fn rn50_convs() -> Vec<TowerConv> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/parity/rn50/open_clip_config.json"
+    );
+    let config = OpenClipConfig::from_file(std::path::Path::new(path)).expect("the RN50 config");
+    tower_convs(&config.model_cfg).expect("RN50 is a supported tower")
 }
 
 fn conv(c: &mut Criterion) {

@@ -9,10 +9,22 @@
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
-use xsearch::kernels::{rn50_convs, Algorithm, Conv2d, ConvShape};
+use xsearch::kernels::{Algorithm, Conv2d, ConvShape};
+use xsearch::model::resnet::{tower_convs, TowerConv};
+use xsearch::model::OpenClipConfig;
 
 /// The 2-core AVX2 + FMA peak of the machine this project measures on.
 const PEAK_GFLOPS: f64 = 157.0;
+
+/// CLIP RN50's convolutions, derived from its open_clip config (`fixtures/parity/rn50`).
+fn rn50_convs() -> Vec<TowerConv> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/parity/rn50/open_clip_config.json"
+    );
+    let config = OpenClipConfig::from_file(std::path::Path::new(path)).expect("the RN50 config");
+    tower_convs(&config.model_cfg).expect("RN50 is a supported tower")
+}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);

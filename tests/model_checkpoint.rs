@@ -8,8 +8,9 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use xsearch::model::config::OpenClipConfig;
-use xsearch::model::weights::expected_tensors;
-use xsearch::model::{verify_checkpoint, Error, ImageEncoder, ModelFiles, TextEncoder};
+use xsearch::model::{
+    expected_tensors, verify_checkpoint, Error, ImageEncoder, ModelFiles, TextEncoder,
+};
 
 const SMALL: &str = r#"{
     "model_cfg": {

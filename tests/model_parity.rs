@@ -169,7 +169,7 @@ fn weight_scheme_matches_the_python_probes() {
 fn rn50_keys_are_what_the_towers_read() {
     let config =
         xsearch::model::OpenClipConfig::from_file(&fixture("rn50/open_clip_config.json")).unwrap();
-    let expected = xsearch::model::weights::expected_tensors(&config.model_cfg).unwrap();
+    let expected = xsearch::model::expected_tensors(&config.model_cfg).unwrap();
     let keys = common::rn50_keys();
     let mut extras = Vec::new();
     for (name, shape) in &keys {

@@ -2,9 +2,10 @@
 
 use candle_core::{Device, Tensor};
 use xsearch::model::config::OpenClipConfig;
-use xsearch::model::resnet::ImageTower;
+use xsearch::model::expected_tensors;
+use xsearch::model::resnet::{tower_convs, ImageTower, TowerConv};
 use xsearch::model::text::TextTower;
-use xsearch::model::weights::{expected_tensors, TensorLoader};
+use xsearch::model::weights::TensorLoader;
 use xsearch::model::Error;
 
 /// `open_clip_config.json` of `timm/resnet50_clip.openai`, as open_clip writes it.
@@ -41,6 +42,53 @@ fn rn50_config_parses_with_every_size() {
     assert_eq!(m.mlp_width(), 2048);
     assert_eq!(config.preprocess_cfg.interpolation, "bicubic");
     assert_eq!(config.preprocess_cfg.resize_mode, "shortest");
+}
+
+/// The layer table benchmarks use, derived from the config: RN50's 55 convolutions (3 stem,
+/// 16 bottlenecks x 3, 4 downsamples) and 10.734 GFLOP per image, as counted by hand.
+#[test]
+fn rn50_layer_table_follows_the_config() {
+    let config = OpenClipConfig::from_json(RN50).unwrap();
+    let convs = tower_convs(&config.model_cfg).unwrap();
+    assert_eq!(convs.iter().map(|c| c.count).sum::<usize>(), 55);
+    let gflop: f64 = convs
+        .iter()
+        .map(|c| c.shape.flops(1, c.size, c.size) * c.count as f64)
+        .sum::<f64>()
+        / 1e9;
+    assert!((10.734..10.735).contains(&gflop), "{gflop} GFLOP");
+    let names: Vec<(&str, usize, usize)> = convs
+        .iter()
+        .map(|c| (c.name.as_str(), c.size, c.count))
+        .collect();
+    assert_eq!(
+        names[..3],
+        [
+            ("stem.conv1", 224, 1),
+            ("stem.conv2", 112, 1),
+            ("stem.conv3", 112, 1)
+        ]
+    );
+    // layer1.0's expand and downsample are the same 1x1 conv at the same size: one row, twice.
+    assert_eq!(
+        names[3..7],
+        [
+            ("layer1.0", 56, 1),
+            ("layer1.0", 56, 1),
+            ("layer1.0", 56, 2),
+            ("layer1.1-2", 56, 2)
+        ]
+    );
+    let last = convs.last().unwrap();
+    assert_eq!(
+        (last.name.as_str(), last.size, last.count, last.shape.out_c),
+        ("layer4.1-2", 7, 2, 2048)
+    );
+    // A smaller config gives its own table, not RN50's.
+    let small = OpenClipConfig::from_json(SMALL).unwrap();
+    let convs: Vec<TowerConv> = tower_convs(&small.model_cfg).unwrap();
+    assert_eq!(convs[0].size, 64);
+    assert_eq!(convs.iter().map(|c| c.count).sum::<usize>(), 3 + 5 * 3 + 4);
 }
 
 #[test]

@@ -3,6 +3,7 @@
 use rayon::prelude::*;
 
 use super::gemm::{gemm, kernel_rows, Fused, PackedB};
+use super::pass::{Epilogue, Geometry};
 use super::scratch::with_scratch;
 use super::simd::Isa;
 use super::winograd::{Winograd, F23, F43};
@@ -259,25 +260,6 @@ impl Conv2d {
                 }
             });
     }
-}
-
-/// Batch and spatial sizes of one `forward` call.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Geometry {
-    pub n: usize,
-    pub h: usize,
-    pub w: usize,
-    pub oh: usize,
-    pub ow: usize,
-}
-
-/// What the output pass adds after the convolution sum.
-#[derive(Clone, Copy)]
-pub(crate) struct Epilogue<'a> {
-    pub bias: &'a [f32],
-    /// Same layout and length as the whole output.
-    pub residual: Option<&'a [f32]>,
-    pub relu: bool,
 }
 
 fn check_len(what: &'static str, expected: usize, got: usize) -> Result<(), KernelError> {

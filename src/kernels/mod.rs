@@ -24,8 +24,8 @@
 
 mod conv;
 mod gemm;
+mod pass;
 mod pool;
-mod rn50;
 mod scratch;
 mod simd;
 mod winograd;
@@ -35,7 +35,6 @@ mod tests;
 
 pub use conv::{Algorithm, Conv2d, ConvShape};
 pub use pool::avg_pool2d_nhwc;
-pub use rn50::{rn50_convs, TowerConv};
 pub use simd::Isa;
 
 /// Why a kernel refused its arguments.

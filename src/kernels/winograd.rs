@@ -8,8 +8,8 @@
 
 use rayon::prelude::*;
 
-use super::conv::{Epilogue, Geometry};
 use super::gemm::{gemm, Fused, PackedB};
+use super::pass::{Epilogue, Geometry};
 use super::scratch::with_scratch;
 use super::simd::{Isa, V8};
 

@@ -238,3 +238,15 @@ pub fn verify_checkpoint(files: &ModelFiles) -> Result<(), Error> {
     TextTower::load(loader.root(), model)?;
     loader.finish(Scope::All)
 }
+
+/// Every tensor key a checkpoint for `config` must hold (besides the allowed extras), with its
+/// shape, sorted by key: both towers loaded on zeros, each key they ask for recorded.
+pub fn expected_tensors(
+    config: &config::ModelConfig,
+) -> Result<std::collections::BTreeMap<String, Vec<usize>>, Error> {
+    config.validate()?;
+    let loader = TensorLoader::zeros();
+    ImageTower::load(loader.root().pp("visual"), config)?;
+    TextTower::load(loader.root(), config)?;
+    Ok(loader.consumed())
+}

@@ -12,7 +12,111 @@ use candle_nn::{Linear, Module};
 use crate::kernels::{avg_pool2d_nhwc, Conv2d, ConvShape, Isa};
 use crate::model::config::ModelConfig;
 use crate::model::error::Error;
-use crate::model::weights::Weights;
+use crate::model::weights::{linear, Weights};
+
+/// One bottleneck where `ModifiedResNet._make_layer` puts it: the first block of each stage
+/// after the first halves the grid, and the first of every stage changes the channel count.
+struct BlockPlan {
+    stage: usize,
+    block: usize,
+    inplanes: usize,
+    planes: usize,
+    stride: usize,
+}
+
+/// Every bottleneck of the tower `config` describes, stage by stage: the one walk of the
+/// architecture that loading ([`ImageTower::load`]) and the layer table ([`tower_convs`])
+/// share.
+fn block_plan(config: &ModelConfig) -> Vec<BlockPlan> {
+    let width = config.vision_cfg.width;
+    let mut inplanes = width;
+    let mut plan = Vec::new();
+    for (stage, &blocks) in config.stage_blocks().iter().enumerate() {
+        let planes = width << stage;
+        for block in 0..blocks {
+            let stride = if stage > 0 && block == 0 { 2 } else { 1 };
+            plan.push(BlockPlan {
+                stage,
+                block,
+                inplanes,
+                planes,
+                stride,
+            });
+            inplanes = planes * EXPANSION;
+        }
+    }
+    plan
+}
+
+/// One distinct convolution of the image tower and how many times a forward pass runs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TowerConv {
+    /// Where it sits, e.g. `stem.conv1`, `layer2.0` or `layer2.1-3`.
+    pub name: String,
+    /// Its geometry.
+    pub shape: ConvShape,
+    /// Input height and width (square).
+    pub size: usize,
+    /// Occurrences per image.
+    pub count: usize,
+}
+
+/// Every distinct convolution of the image tower `config` describes, derived from the same
+/// walk of the architecture as loading: the stem's three convs, then per block a 1x1 reduce,
+/// a stride-1 3x3, the 1x1 expand after the pool and, where the block changes shape, the 1x1
+/// downsample; repeated blocks of a stage are counted, not listed. For benchmarks and
+/// throughput predictions of the kernels.
+pub fn tower_convs(config: &ModelConfig) -> Result<Vec<TowerConv>, Error> {
+    config.validate()?;
+    let conv = ConvShape::square;
+    let (width, size) = (config.vision_cfg.width, config.image_size());
+    let half = width / 2;
+    let mut convs = vec![
+        ("stem.conv1".to_string(), conv(half, 3, 3, 2, 1), size),
+        (
+            "stem.conv2".to_string(),
+            conv(half, half, 3, 1, 1),
+            size / 2,
+        ),
+        (
+            "stem.conv3".to_string(),
+            conv(width, half, 3, 1, 1),
+            size / 2,
+        ),
+    ];
+    let mut grid = size / 4; // the stem's 2x2 average pool after its stride-2 conv
+    let blocks = config.stage_blocks();
+    for b in block_plan(config) {
+        let name = match (b.block, blocks[b.stage]) {
+            (0, _) => format!("layer{}.0", b.stage + 1),
+            (_, n) => format!("layer{}.1-{}", b.stage + 1, n - 1),
+        };
+        let (out, expand) = (grid / b.stride, b.planes * EXPANSION);
+        convs.push((name.clone(), conv(b.planes, b.inplanes, 1, 1, 0), grid));
+        convs.push((name.clone(), conv(b.planes, b.planes, 3, 1, 1), grid));
+        convs.push((name.clone(), conv(expand, b.planes, 1, 1, 0), out));
+        if b.stride > 1 || b.inplanes != expand {
+            convs.push((name, conv(expand, b.inplanes, 1, 1, 0), out));
+        }
+        grid = out;
+    }
+    let mut table: Vec<TowerConv> = Vec::new();
+    for (name, shape, size) in convs {
+        match table
+            .iter_mut()
+            .find(|t| t.name == name && t.shape == shape && t.size == size)
+        {
+            Some(seen) => seen.count += 1,
+            None => table.push(TowerConv {
+                name,
+                shape,
+                size,
+                count: 1,
+            }),
+        }
+    }
+    Ok(table)
+}
 
 /// BatchNorm epsilon of `nn.BatchNorm2d`.
 const BN_EPS: f64 = 1e-5;
@@ -262,14 +366,6 @@ pub struct AttentionPool2d {
     heads: usize,
 }
 
-/// A `nn.Linear` with bias, loaded under `w`.
-pub(crate) fn linear(w: &Weights, in_dim: usize, out_dim: usize) -> Result<Linear, Error> {
-    Ok(Linear::new(
-        w.get(&[out_dim, in_dim], "weight")?,
-        Some(w.get(&[out_dim], "bias")?),
-    ))
-}
-
 impl AttentionPool2d {
     /// Loads `attnpool` for a `spacial_dim`² grid of `embed_dim` channels pooled to `output_dim`.
     pub fn load(
@@ -340,25 +436,16 @@ impl ImageTower {
         let width = config.vision_cfg.width;
         let image_size = config.image_size();
         let stem = Stem::load(&w, width, isa)?;
-        // Mirrors `ModifiedResNet._make_layer`: the first block of each stage changes shape.
-        let mut inplanes = width;
-        let mut stages = Vec::with_capacity(4);
-        for (i, &blocks) in config.stage_blocks().iter().enumerate() {
-            let planes = width << i;
-            let layer = w.pp(format!("layer{}", i + 1));
-            let mut stage = Vec::with_capacity(blocks);
-            for b in 0..blocks {
-                let stride = if i > 0 && b == 0 { 2 } else { 1 };
-                stage.push(Bottleneck::load(
-                    &layer.pp(b),
-                    inplanes,
-                    planes,
-                    stride,
-                    isa,
-                )?);
-                inplanes = planes * EXPANSION;
-            }
-            stages.push(stage);
+        let mut stages: Vec<Vec<Bottleneck>> = config
+            .stage_blocks()
+            .iter()
+            .map(|&blocks| Vec::with_capacity(blocks))
+            .collect();
+        for b in block_plan(config) {
+            let block = w.pp(format!("layer{}", b.stage + 1)).pp(b.block);
+            stages[b.stage].push(Bottleneck::load(
+                &block, b.inplanes, b.planes, b.stride, isa,
+            )?);
         }
         let embed_dim = width * 32;
         let attnpool = AttentionPool2d::load(

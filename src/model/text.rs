@@ -6,8 +6,7 @@ use candle_nn::{Linear, Module};
 
 use crate::model::config::ModelConfig;
 use crate::model::error::Error;
-use crate::model::resnet::linear;
-use crate::model::weights::Weights;
+use crate::model::weights::{linear, Weights};
 
 /// `nn.LayerNorm` epsilon.
 const LN_EPS: f32 = 1e-5;

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{safetensors::MmapedSafetensors, DType, Device, Tensor};
+use candle_nn::Linear;
 
 use crate::model::error::Error;
 
@@ -223,14 +224,10 @@ impl Weights<'_> {
     }
 }
 
-/// Every tensor key a checkpoint for `config` must hold (besides the allowed extras), with its
-/// shape, sorted by key.
-pub fn expected_tensors(
-    config: &crate::model::config::ModelConfig,
-) -> Result<BTreeMap<String, Vec<usize>>, Error> {
-    config.validate()?;
-    let loader = TensorLoader::zeros();
-    crate::model::resnet::ImageTower::load(loader.root().pp("visual"), config)?;
-    crate::model::text::TextTower::load(loader.root(), config)?;
-    Ok(loader.consumed())
+/// A `nn.Linear` with bias, loaded under `w`.
+pub(crate) fn linear(w: &Weights, in_dim: usize, out_dim: usize) -> Result<Linear, Error> {
+    Ok(Linear::new(
+        w.get(&[out_dim, in_dim], "weight")?,
+        Some(w.get(&[out_dim], "bias")?),
+    ))
 }
