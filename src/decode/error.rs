@@ -35,7 +35,7 @@ pub enum DecodeError {
         /// The decoder's explanation.
         detail: String,
     },
-    /// The header announces an image larger than [`DecodeLimits`] allow.
+    /// The header announces an image larger than [`DecodeLimits`](crate::decode::DecodeLimits) allow.
     TooLarge {
         /// The file.
         path: Option<PathBuf>,

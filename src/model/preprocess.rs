@@ -9,7 +9,7 @@
 //!   returns the image untouched. Otherwise Pillow's `ImagingResample` runs: bicubic (Catmull-Rom,
 //!   a = -0.5), support widened by the downscale factor (antialiasing), 22-bit fixed-point
 //!   coefficients, two separable passes each rounding to `u8` (horizontal first, except for
-//!   images much taller than wide, see [`Geometry::vertical_first`]). The port here is bit-exact
+//!   images much taller than wide, see `Geometry::vertical_first`). The port here is bit-exact
 //!   for 8-bit images; it only computes the output pixels that survive the crop, which gives the
 //!   same bytes for a fraction of the work on elongated images.
 //! - **CenterCrop**: offsets `int(round((h - size) / 2.0))`, with Python's round-half-even.

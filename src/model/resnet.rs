@@ -3,7 +3,7 @@
 //!
 //! BatchNorm is folded into the preceding convolution at load and the result packed once into a
 //! [`Conv2d`]. A forward pass turns the NCHW pixels into NHWC once, runs the stem and every
-//! bottleneck in one [`Arena`] of reused buffers, and hands the final `[N, H·W, C]` grid, which
+//! bottleneck in one `Arena` of reused buffers, and hands the final `[N, H·W, C]` grid, which
 //! is already the attention pool's token layout, to candle for the attention pool.
 
 use candle_core::{Device, Tensor};

@@ -142,7 +142,7 @@ impl<'a> TensorLoader<'a> {
     }
 
     /// Serves zero tensors of whatever shape is asked: shape tests, and listing what a config
-    /// needs (see [`expected_tensors`]).
+    /// needs (see [`expected_tensors`](crate::model::expected_tensors)).
     pub fn zeros() -> TensorLoader<'static> {
         TensorLoader {
             source: Source::Zeros,

@@ -61,7 +61,7 @@ impl Query {
 
     /// Parses the query syntax of `xsearch query`: terms joined by ` + ` and ` - `, each
     /// optionally prefixed by a weight (`2:beach`); a term that names an existing image file is
-    /// an image. See [`parse`](self::parse) for the grammar.
+    /// an image. The grammar is in `src/query/parse.rs`.
     pub fn parse(input: &str) -> Result<Self, ParseError> {
         parse::parse(input, &|path| path.is_file())
     }
