@@ -202,7 +202,7 @@ impl Clip {
         &self,
         slots: Vec<Result<Vec<f32>, E>>,
     ) -> Result<Vec<Result<Embedding, E>>, Error> {
-        let mut pixels = Vec::new();
+        let mut pixels = Vec::with_capacity(slots.iter().flatten().map(Vec::len).sum());
         for pixel in slots.iter().flatten() {
             pixels.extend_from_slice(pixel);
         }

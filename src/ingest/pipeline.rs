@@ -210,10 +210,8 @@ fn needs_work(index: &Index, candidate: &Candidate) -> Result<Option<bool>, Erro
     Ok((!unchanged).then_some(previous.is_some()))
 }
 
-/// One file, made ready for the model by the producer.
-enum Prepared {
-    /// Preprocessed pixels, ready for the image tower.
-    Pixels(Vec<f32>),
+/// A file the producer could not turn into pixels for the tower, and why.
+enum NoPixels {
     /// Its content is already indexed under another path: this vector can be reused.
     Reused(Vec<f32>),
     /// It could not be read or decoded.
@@ -224,7 +222,8 @@ struct PreparedFile {
     candidate: Candidate,
     updated: bool,
     hash: Vec<u8>,
-    prepared: Prepared,
+    /// Preprocessed pixels, ready for the image tower, or what to do instead.
+    prepared: Result<Vec<f32>, NoPixels>,
 }
 
 /// Embeds and commits the files of `work` (each with whether it is an update), a batch at a
@@ -238,7 +237,7 @@ fn embed(
     summary: &mut IngestSummary,
 ) -> Result<(), Error> {
     // Load the model before the producer starts, so a broken model fails the run at once.
-    let pixel_len = clip.pixel_len()?;
+    clip.pixel_len()?;
     std::thread::scope(|scope| {
         let (sender, receiver) = mpsc::sync_channel::<Vec<PreparedFile>>(1);
         let producer = scope.spawn(move || -> Result<(), Error> {
@@ -260,7 +259,7 @@ fn embed(
             }
         });
         for batch in receiver {
-            commit(clip, index, batch, pixel_len, observer, summary)?;
+            commit(clip, index, batch, observer, summary)?;
         }
         producer
             .join()
@@ -278,25 +277,24 @@ fn prepare(
         candidate,
         updated,
         hash: Vec::new(),
-        prepared: Prepared::Failed(String::new()),
+        prepared: Err(NoPixels::Failed(String::new())),
     };
     let bytes = match std::fs::read(&file.candidate.path) {
         Ok(bytes) => bytes,
         Err(err) => {
-            file.prepared = Prepared::Failed(format!("cannot read: {err}"));
+            file.prepared = Err(NoPixels::Failed(format!("cannot read: {err}")));
             return Ok(file);
         }
     };
     file.hash = blake3::hash(&bytes).as_bytes().to_vec();
     if let Some((_, vector)) = index.images().lookup_hash(&file.hash)? {
-        file.prepared = Prepared::Reused(vector);
+        file.prepared = Err(NoPixels::Reused(vector));
         return Ok(file);
     }
-    file.prepared = match clip.pixels(ImageSource::Bytes(bytes))? {
-        Ok(pixels) => Prepared::Pixels(pixels),
-        // The record is keyed by the path: store the reason alone.
-        Err(err) => Prepared::Failed(err.reason()),
-    };
+    // The record is keyed by the path: a failure stores the reason alone.
+    file.prepared = clip
+        .pixels(ImageSource::Bytes(bytes))?
+        .map_err(|err| NoPixels::Failed(err.reason()));
     Ok(file)
 }
 
@@ -304,38 +302,37 @@ fn commit(
     clip: &Clip,
     index: &Index,
     batch: Vec<PreparedFile>,
-    pixel_len: usize,
     observer: &dyn IngestObserver,
     summary: &mut IngestSummary,
 ) -> Result<(), Error> {
-    let mut pixels = Vec::with_capacity(batch.len() * pixel_len);
-    for file in &batch {
-        if let Prepared::Pixels(p) = &file.prepared {
-            pixels.extend_from_slice(p);
-        }
-    }
-    let mut embeddings = clip.embed_pixels(pixels)?.into_iter();
-    let mut entries = Vec::with_capacity(batch.len());
-    let mut succeeded = Vec::with_capacity(batch.len());
-    for file in batch {
-        let key = path_key(&file.candidate.path);
-        let vector = match file.prepared {
-            Prepared::Pixels(_) => embeddings.next().expect("one embedding per image"),
-            Prepared::Reused(vector) => {
+    // The clip stage's second half: the pixels are embedded in one pass, the reused and the
+    // failed files keep their slots.
+    let (files, slots): (Vec<_>, Vec<_>) = batch
+        .into_iter()
+        .map(|file| ((file.candidate, file.updated, file.hash), file.prepared))
+        .unzip();
+    let vectors = clip.embed_slots(slots)?;
+    let mut entries = Vec::with_capacity(files.len());
+    let mut succeeded = Vec::with_capacity(files.len());
+    for ((candidate, updated, hash), vector) in files.into_iter().zip(vectors) {
+        let key = path_key(&candidate.path);
+        let vector = match vector {
+            Ok(embedding) => embedding,
+            Err(NoPixels::Reused(vector)) => {
                 summary.reused += 1;
                 vector
             }
-            Prepared::Failed(reason) => {
+            Err(NoPixels::Failed(reason)) => {
                 summary.failed += 1;
                 index.record_failure(&key, &reason)?;
                 observer.event(IngestEvent::Skipped {
-                    path: &file.candidate.path,
+                    path: &candidate.path,
                     reason: &reason,
                 });
                 continue;
             }
         };
-        if file.updated {
+        if updated {
             summary.updated += 1;
         } else {
             summary.added += 1;
@@ -344,9 +341,9 @@ fn commit(
         entries.push(Entry {
             key,
             file: Some(FileStamp {
-                size: file.candidate.size,
-                mtime_ns: file.candidate.mtime_ns,
-                hash: file.hash,
+                size: candidate.size,
+                mtime_ns: candidate.mtime_ns,
+                hash,
             }),
             vector,
         });
