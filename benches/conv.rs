@@ -2,12 +2,13 @@
 //! against candle's stock `conv2d`, in one run. Throughput is declared in direct-convolution
 //! flops (2·MACs), so criterion's "elem/s" reads as FLOP/s.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
 use candle_core::{Device, Tensor};
 use xsearch::kernels::{Algorithm, Conv2d};
-use xsearch::model::resnet::{tower_convs, TowerConv};
-use xsearch::model::OpenClipConfig;
 
 const BATCH: usize = 8;
 
@@ -17,19 +18,9 @@ fn random(len: usize, seed: u32) -> Vec<f32> {
         .collect()
 }
 
-/// CLIP RN50's convolutions, derived from its open_clip config (`fixtures/parity/rn50`).
-fn rn50_convs() -> Vec<TowerConv> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/fixtures/parity/rn50/open_clip_config.json"
-    );
-    let config = OpenClipConfig::from_file(std::path::Path::new(path)).expect("the RN50 config");
-    tower_convs(&config.model_cfg).expect("RN50 is a supported tower")
-}
-
 fn conv(c: &mut Criterion) {
     let mut seen = Vec::new();
-    for tc in rn50_convs() {
+    for tc in common::rn50_convs() {
         let s = tc.shape;
         if seen.contains(&(s, tc.size)) {
             continue;

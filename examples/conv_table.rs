@@ -6,25 +6,16 @@
 //! GFLOP/s count direct-convolution work (2·MACs), whatever the algorithm does, so Winograd
 //! numbers are "effective" rates. Run it on a quiet machine, or compare columns, not runs.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use xsearch::kernels::{Algorithm, Conv2d, ConvShape};
-use xsearch::model::resnet::{tower_convs, TowerConv};
-use xsearch::model::OpenClipConfig;
 
 /// The 2-core AVX2 + FMA peak of the machine this project measures on.
 const PEAK_GFLOPS: f64 = 157.0;
-
-/// CLIP RN50's convolutions, derived from its open_clip config (`fixtures/parity/rn50`).
-fn rn50_convs() -> Vec<TowerConv> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/fixtures/parity/rn50/open_clip_config.json"
-    );
-    let config = OpenClipConfig::from_file(std::path::Path::new(path)).expect("the RN50 config");
-    tower_convs(&config.model_cfg).expect("RN50 is a supported tower")
-}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -46,7 +37,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "wino4"
     );
     let (mut ours_s, mut candle_s) = (0.0, 0.0);
-    for tc in rn50_convs() {
+    for tc in common::rn50_convs() {
         let s = tc.shape;
         let flop = s.flops(batch, tc.size, tc.size);
         let time = |algorithm| time_ours(s, tc.size, batch, reps, algorithm);

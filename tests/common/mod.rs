@@ -138,3 +138,11 @@ pub fn u32s(value: &serde_json::Value) -> Vec<u32> {
         .map(|v| v.as_u64().unwrap() as u32)
         .collect()
 }
+
+/// CLIP RN50's convolutions, derived from its open_clip config (`fixtures/parity/rn50`), for
+/// the kernel benchmarks.
+pub fn rn50_convs() -> Vec<xsearch::model::resnet::TowerConv> {
+    let config = xsearch::model::OpenClipConfig::from_file(&fixture("rn50/open_clip_config.json"))
+        .expect("the RN50 config");
+    xsearch::model::resnet::tower_convs(&config.model_cfg).expect("RN50 is a supported tower")
+}
