@@ -9,11 +9,11 @@
 //!   see them the same way. A broken EXIF block is ignored (the pixels are still good).
 //! - GIFs (and other animations) decode to their first frame.
 //! - BMP headers `image` refuses but whose pixels it reads (OS/2 2.x, top-down RLE) are
-//!   rewritten into the form it knows ([`bmp`]).
+//!   rewritten into the form it knows (`bmp.rs`).
 //! - TIFF variants the pure-Rust decoder refuses (or would crash on) go to libtiff, loaded at
-//!   run time when the system has it ([`tiff`], [`libtiff`]).
+//!   run time when the system has it (`tiff.rs`, `libtiff.rs`).
 //! - Camera RAW files (DNG, CR2, CR3, NEF, ARW, RAF, ORF, RW2, PEF) decode to their largest
-//!   embedded JPEG preview, turned as the RAW says ([`raw`]).
+//!   embedded JPEG preview, turned as the RAW says (`raw/`).
 //! - A JPEG cut short is an error, as in Pillow, not a half-grey picture: the JPEG decoder
 //!   pads missing data silently, so the marker structure is checked for its end first.
 //! - A caller that only needs a small picture (the model's preprocessing) can say so with
