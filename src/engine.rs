@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use image::DynamicImage;
-use xsearch_index::{Entry, Index, IndexSpec, KeyFilter, OpenReport};
+use xsearch_index::{Entry, Hit, Index, IndexError, IndexSpec, KeyFilter, OpenReport, Reader};
 
 use crate::decode::DecodeError;
 use crate::ingest::pipeline::{ingest, IngestObserver, IngestOptions, IngestSummary};
@@ -12,14 +12,21 @@ use crate::model::hub::{DownloadProgress, DEFAULT_REPO};
 use crate::tag::LabelScore;
 use crate::{Clip, Embedding, Error, Query, SearchOptions};
 
-/// Whether [`Engine::open`] may create the index.
+/// How [`Engine::open`] opens the index.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum OpenMode {
-    /// Open an existing index; a missing one is [`Error::NoIndex`] (what a search wants).
+    /// Open an existing index for reading and writing; a missing one is [`Error::NoIndex`].
+    /// One writer at a time: another process holding the index is [`IndexError::Locked`].
     #[default]
     Existing,
     /// Create the index if its directory does not exist yet (what an ingest wants).
     Create,
+    /// Open an existing index read-only (what a search wants): the state its writer last
+    /// published, at its last checkpoint. Takes no lock and writes nothing, so any number of
+    /// readers work while a writer ingests, and an index on read-only media can be searched.
+    /// An index last written by an older xsearch has nothing published yet: it is upgraded
+    /// once, by opening it as a writer, when its directory is writable.
+    Read,
 }
 
 /// How to open an [`Engine`]: [`EngineOptions::new`] (or `default()`, the default hub model)
@@ -30,8 +37,9 @@ pub enum OpenMode {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct EngineOptions {
-    /// A model directory or a Hugging Face hub id (see [`crate::model::ModelFiles::resolve`]).
-    pub model: String,
+    /// A model directory or a Hugging Face hub id (see [`crate::model::ModelFiles::resolve`]);
+    /// `None`: the model the index records it was built with, else [`DEFAULT_REPO`].
+    pub model: Option<String>,
     /// The index directory, if any.
     pub index: Option<PathBuf>,
     /// Whether a missing index is created.
@@ -44,21 +52,28 @@ pub struct EngineOptions {
 }
 
 impl Default for EngineOptions {
+    /// The model the index records (or the default hub model), no index yet.
     fn default() -> Self {
-        Self::new(DEFAULT_REPO)
+        Self {
+            model: None,
+            index: None,
+            mode: OpenMode::default(),
+            preload_text: false,
+            ingest: IngestOptions::default(),
+        }
     }
 }
 
 impl EngineOptions {
     /// The model `model` (a directory or a hub id), no index yet.
     pub fn new(model: impl Into<String>) -> Self {
-        Self {
-            model: model.into(),
-            index: None,
-            mode: OpenMode::default(),
-            preload_text: false,
-            ingest: IngestOptions::default(),
-        }
+        Self::default().model(model)
+    }
+
+    /// The model: a directory or a hub id.
+    pub fn model(mut self, model: impl Into<String>) -> Self {
+        self.model = Some(model.into());
+        self
     }
 
     /// The index directory.
@@ -110,8 +125,9 @@ pub struct TextHit {
 pub struct Status {
     /// The index directory.
     pub index: PathBuf,
-    /// The model as the engine was opened with it (directory or hub id).
-    pub model: String,
+    /// Where the index's model came from (hub id or absolute directory), as the index
+    /// records it; `None` for an index written before xsearch recorded it.
+    pub model: Option<String>,
     /// The fingerprint of the model the index was built with.
     pub fingerprint: String,
     /// Width of the embeddings.
@@ -136,8 +152,16 @@ pub struct Failure {
 /// A model and the index built with it. `Send + Sync`: one engine serves many threads at once.
 pub struct Engine {
     clip: Clip,
-    index: Option<Index>,
+    index: Option<Store>,
     options: EngineOptions,
+}
+
+/// The index as the engine opened it: the writer, or a reader of what a writer published.
+// One per engine, so the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
+enum Store {
+    Write(Index),
+    Read(Reader),
 }
 
 // The server and the examples share one engine between threads: keep it so.
@@ -148,24 +172,26 @@ const _: () = {
 
 impl Engine {
     /// Resolves the model and, if the options name one, opens the index, checking they belong
-    /// together. `progress` hears about a model download, if one is needed.
+    /// together. Without a model in the options, the model the index records is used (the
+    /// default hub model for a new index). `progress` hears about a model download, if one is
+    /// needed.
     pub fn open(
         options: &EngineOptions,
         progress: Option<&dyn DownloadProgress>,
     ) -> Result<Self, Error> {
         if let Some(dir) = &options.index {
-            if options.mode == OpenMode::Existing && !dir.exists() {
+            if options.mode != OpenMode::Create && !dir.exists() {
                 return Err(Error::NoIndex { path: dir.clone() });
             }
         }
-        let clip = Clip::open(&options.model, progress)?;
+        let clip = open_model(options, progress)?;
         let index = match &options.index {
             None if options.preload_text => clip.preload_text().map(|()| None)?,
             None => None,
-            Some(dir) if !options.preload_text => Some(open_index(&clip, dir)?),
+            Some(dir) if !options.preload_text => Some(Store::open(&clip, dir, options.mode)?),
             Some(dir) => Some(std::thread::scope(|s| {
                 let text = s.spawn(|| clip.preload_text());
-                let index = open_index(&clip, dir);
+                let index = Store::open(&clip, dir, options.mode);
                 let text = text
                     .join()
                     .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
@@ -179,18 +205,33 @@ impl Engine {
         })
     }
 
-    fn index(&self) -> Result<&Index, Error> {
+    /// What the index in `dir` holds, read without a model and without a lock: what its writer
+    /// last published. Loads and resolves no model, so it works while the model is away.
+    pub fn inspect(dir: &Path) -> Result<Status, Error> {
+        if !dir.exists() {
+            return Err(Error::NoIndex {
+                path: dir.to_path_buf(),
+            });
+        }
+        Store::Read(Reader::open(dir)?).status()
+    }
+
+    fn index(&self) -> Result<&Store, Error> {
         self.index.as_ref().ok_or(Error::NoIndexOpened)
     }
 
     /// The index directory, if the engine has an index.
     pub fn index_dir(&self) -> Option<&Path> {
-        self.index.as_ref().map(Index::path)
+        self.index.as_ref().map(Store::path)
     }
 
-    /// How the index's graphs were obtained at open (loaded, caught up, rebuilt, converted).
+    /// How the index's graphs were obtained at open (loaded, caught up, rebuilt, converted);
+    /// `None` without an index or when it was opened read-only (a reader repairs nothing).
     pub fn open_report(&self) -> Option<&OpenReport> {
-        self.index.as_ref().map(Index::open_report)
+        match self.index.as_ref()? {
+            Store::Write(index) => Some(index.open_report()),
+            Store::Read(_) => None,
+        }
     }
 
     /// Adds or refreshes the images under `roots` (folders or files), walking and batching as
@@ -205,7 +246,7 @@ impl Engine {
     ) -> Result<IngestSummary, Error> {
         ingest(
             &self.clip,
-            self.index()?,
+            self.index()?.writer()?,
             roots,
             &self.options.ingest,
             observer,
@@ -223,7 +264,7 @@ impl Engine {
                 .is_some_and(|filter| filter.accepts(&key_path(key)))
         };
         let key_filter: Option<KeyFilter<'_>> = filter.is_some().then_some(&accept);
-        let hits = index.images().search(&vector, options.k, key_filter)?;
+        let hits = index.search(Collection::Images, &vector, options.k, key_filter)?;
         Ok(hits
             .into_iter()
             .map(|hit| ImageHit {
@@ -242,7 +283,7 @@ impl Engine {
     ) -> Result<Vec<TextHit>, Error> {
         let index = self.index()?;
         let vector = query.embed(&self.clip)?;
-        let hits = index.texts().search(&vector, options.k, None)?;
+        let hits = index.search(Collection::Texts, &vector, options.k, None)?;
         Ok(hits
             .into_iter()
             .map(|hit| TextHit {
@@ -255,7 +296,7 @@ impl Engine {
     /// Adds texts to the text collection; texts already there are not embedded again.
     /// Returns how many were new.
     pub fn add_texts(&self, texts: &[String]) -> Result<usize, Error> {
-        let index = self.index()?;
+        let index = self.index()?.writer()?;
         let mut new: Vec<&str> = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for text in texts {
@@ -286,34 +327,17 @@ impl Engine {
 
     /// How many images are indexed.
     pub fn image_count(&self) -> Result<usize, Error> {
-        Ok(self.index()?.images().len())
+        Ok(self.index()?.len(Collection::Images))
     }
 
     /// How many texts the text collection holds.
     pub fn text_count(&self) -> Result<usize, Error> {
-        Ok(self.index()?.texts().len())
+        Ok(self.index()?.len(Collection::Texts))
     }
 
     /// Counts, model and failures of the index. Loads no tower.
     pub fn status(&self) -> Result<Status, Error> {
-        let index = self.index()?;
-        let failures = index
-            .failures()?
-            .into_iter()
-            .map(|(key, failure)| Failure {
-                path: key_path(&key),
-                reason: failure.reason,
-            })
-            .collect();
-        Ok(Status {
-            index: index.path().to_path_buf(),
-            model: self.options.model.clone(),
-            fingerprint: index.spec().model.clone(),
-            dim: index.spec().dim,
-            images: index.images().len(),
-            texts: index.texts().len(),
-            failures,
-        })
+        self.index()?.status()
     }
 
     /// Embeds texts, in one batch.
@@ -349,7 +373,7 @@ impl Engine {
     /// then leak the engine rather than drop it: freeing a large graph node by node takes
     /// longer than a whole query, and the exit frees it at once.
     pub fn flush(&self) -> Result<(), Error> {
-        if let Some(index) = &self.index {
+        if let Some(Store::Write(index)) = &self.index {
             index.flush()?;
         }
         Ok(())
@@ -359,11 +383,147 @@ impl Engine {
 /// Texts embedded together by [`Engine::add_texts`].
 const TEXT_BATCH: usize = 64;
 
-/// Opens (or creates) the index at `dir`, checking it was built with `clip`'s model.
-fn open_index(clip: &Clip, dir: &Path) -> Result<Index, Error> {
-    let spec = IndexSpec {
-        model: clip.files().fingerprint(),
-        dim: clip.embed_dim(),
+/// Resolves the model the options name or, without one, the model the index records (the
+/// default hub model when there is no index yet, or it records none).
+fn open_model(
+    options: &EngineOptions,
+    progress: Option<&dyn DownloadProgress>,
+) -> Result<Clip, Error> {
+    if let Some(model) = &options.model {
+        return Clip::open(model, progress);
+    }
+    let info = match options.index.as_deref().map(xsearch_index::inspect) {
+        // A folder that holds something else is worth saying before any model is fetched.
+        Some(Err(err @ IndexError::NotAnIndex { .. })) => return Err(err.into()),
+        Some(Ok(info)) => Some(info),
+        // No index yet, or one whose view is missing or unreadable: the store decides later.
+        Some(Err(_)) | None => None,
     };
-    Ok(Index::open(dir, &spec)?)
+    let recorded = info.and_then(|info| Some((info.model_source?, info.model_fingerprint)));
+    let Some((location, fingerprint)) = recorded else {
+        return Clip::open(DEFAULT_REPO, progress);
+    };
+    Clip::open(&location, progress).map_err(|err| match err {
+        Error::Model(cause) => Error::RecordedModel {
+            location,
+            fingerprint,
+            cause: Box::new(cause),
+        },
+        err => err,
+    })
+}
+
+/// Which collection of an index.
+#[derive(Clone, Copy)]
+enum Collection {
+    Images,
+    Texts,
+}
+
+impl Store {
+    /// Opens the index at `dir` as `mode` says, checking it was built with `clip`'s model. A
+    /// writer records where the model came from, so later commands need not name it.
+    fn open(clip: &Clip, dir: &Path, mode: OpenMode) -> Result<Store, Error> {
+        let spec = IndexSpec {
+            model: clip.files().fingerprint(),
+            dim: clip.embed_dim(),
+        };
+        if mode != OpenMode::Read {
+            let index = Index::open(dir, &spec)?;
+            let source = clip.files().source();
+            if index.model_source().as_deref() != Some(source) {
+                index.set_model_source(source)?;
+            }
+            return Ok(Store::Write(index));
+        }
+        let reader = match Reader::open(dir) {
+            Err(no_view @ IndexError::NoView { .. }) => {
+                // Last written by an older xsearch, which published nothing for readers: a
+                // writer's open publishes it, where the directory can be written and no
+                // writer holds it. Otherwise the reader's error stands.
+                match Index::open(dir, &spec) {
+                    Ok(index) => drop(index),
+                    Err(mismatch @ IndexError::ModelMismatch { .. }) => return Err(mismatch.into()),
+                    Err(_) => return Err(no_view.into()),
+                }
+                Reader::open(dir)?
+            }
+            opened => opened?,
+        };
+        reader.check_spec(&spec)?;
+        Ok(Store::Read(reader))
+    }
+
+    fn path(&self) -> &Path {
+        match self {
+            Store::Write(index) => index.path(),
+            Store::Read(reader) => reader.path(),
+        }
+    }
+
+    /// The writer, for changes; a reader refuses them.
+    fn writer(&self) -> Result<&Index, Error> {
+        match self {
+            Store::Write(index) => Ok(index),
+            Store::Read(reader) => Err(Error::ReadOnly {
+                path: reader.path().to_path_buf(),
+            }),
+        }
+    }
+
+    fn search(
+        &self,
+        collection: Collection,
+        vector: &[f32],
+        k: usize,
+        filter: Option<KeyFilter<'_>>,
+    ) -> Result<Vec<Hit>, IndexError> {
+        match (self, collection) {
+            (Store::Write(index), Collection::Images) => index.images().search(vector, k, filter),
+            (Store::Write(index), Collection::Texts) => index.texts().search(vector, k, filter),
+            (Store::Read(reader), Collection::Images) => reader.images().search(vector, k, filter),
+            (Store::Read(reader), Collection::Texts) => reader.texts().search(vector, k, filter),
+        }
+    }
+
+    fn len(&self, collection: Collection) -> usize {
+        match (self, collection) {
+            (Store::Write(index), Collection::Images) => index.images().len(),
+            (Store::Write(index), Collection::Texts) => index.texts().len(),
+            (Store::Read(reader), Collection::Images) => reader.images().len(),
+            (Store::Read(reader), Collection::Texts) => reader.texts().len(),
+        }
+    }
+
+    fn status(&self) -> Result<Status, Error> {
+        let (model, fingerprint, dim, failures) = match self {
+            Store::Write(index) => (
+                index.model_source(),
+                index.spec().model.clone(),
+                index.spec().dim,
+                index.failures()?,
+            ),
+            Store::Read(reader) => (
+                reader.info().model_source.clone(),
+                reader.info().model_fingerprint.clone(),
+                reader.info().dim,
+                reader.failures().to_vec(),
+            ),
+        };
+        Ok(Status {
+            index: self.path().to_path_buf(),
+            model,
+            fingerprint,
+            dim,
+            images: self.len(Collection::Images),
+            texts: self.len(Collection::Texts),
+            failures: failures
+                .into_iter()
+                .map(|(key, failure)| Failure {
+                    path: key_path(&key),
+                    reason: failure.reason,
+                })
+                .collect(),
+        })
+    }
 }

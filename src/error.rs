@@ -34,6 +34,32 @@ pub enum Error {
          search or hold texts."
     )]
     NoIndexOpened,
+    /// A change (ingest, adding texts) to an index opened read-only.
+    #[error(
+        "{}: the index was opened read-only\n\nOpen it with OpenMode::Existing or \
+         OpenMode::Create to change it.",
+        path.display()
+    )]
+    ReadOnly {
+        /// The index directory.
+        path: std::path::PathBuf,
+    },
+    /// The model an index records it was built with cannot be opened any more (moved or
+    /// deleted), and no other model was named.
+    #[error(
+        "{location}: the model this index was built with (fingerprint {fingerprint}) cannot be \
+         opened: {}\n\nName the model's new location, or another copy of it, when opening \
+         the engine.",
+        cause.to_string().split("\n\n").next().unwrap_or_default()
+    )]
+    RecordedModel {
+        /// Where the index says its model was (hub id or directory).
+        location: String,
+        /// The fingerprint the index records.
+        fingerprint: String,
+        /// Why it cannot be opened there.
+        cause: Box<crate::model::error::Error>,
+    },
     /// Tensor plumbing between the towers and the caller.
     #[error("tensor operation failed: {0}")]
     Tensor(#[from] candle_core::Error),

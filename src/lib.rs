@@ -58,4 +58,6 @@ pub use query::{ParseError, Query, Term};
 pub use search::SearchOptions;
 pub use tag::{tag, LabelScore};
 /// The index's format version, and what opening it found (a conversion, repairs).
-pub use xsearch_index::{GraphStatus, OpenReport, FORMAT_VERSION as INDEX_FORMAT_VERSION};
+pub use xsearch_index::{
+    GraphStatus, IndexError, OpenReport, FORMAT_VERSION as INDEX_FORMAT_VERSION,
+};

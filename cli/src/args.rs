@@ -4,9 +4,6 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-/// The default model: OpenAI's CLIP ResNet-50 in open_clip's hub layout.
-pub const DEFAULT_MODEL: &str = "timm/resnet50_clip.openai";
-
 #[derive(Debug, Parser)]
 #[command(
     name = "xsearch",
@@ -35,9 +32,10 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
     /// Model: a directory with open_clip_config.json and open_clip_model.safetensors, or a
-    /// Hugging Face hub id.
-    #[arg(long, global = true, env = "XSEARCH_MODEL", default_value = DEFAULT_MODEL, value_name = "DIR|HUB_ID")]
-    pub model: String,
+    /// Hugging Face hub id [default: the model the index was built with; for a new index,
+    /// timm/resnet50_clip.openai].
+    #[arg(long, global = true, env = "XSEARCH_MODEL", value_name = "DIR|HUB_ID")]
+    pub model: Option<String>,
 
     /// Print JSON Lines (one object per result) instead of text.
     #[arg(long, global = true)]

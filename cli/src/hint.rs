@@ -1,7 +1,7 @@
 //! The command line's side of the library's errors: where a library error suggests a fix in
 //! library terms, the command says it in its own (flags, environment, commands).
 
-use xsearch::{Error, ModelError, ParseError};
+use xsearch::{Error, IndexError, ModelError, ParseError};
 
 /// The suggestion the command gives for `err` instead of the library's, if any.
 pub fn hint(err: &Error) -> Option<&'static str> {
@@ -21,6 +21,13 @@ pub fn hint(err: &Error) -> Option<&'static str> {
         Error::Model(ModelError::ModelUnavailable { .. }) => {
             "Download both files into a directory and pass it with --model <DIR> (or set \
              XSEARCH_MODEL), or allow network access to the hub."
+        }
+        Error::RecordedModel { .. } => {
+            "Pass --model <DIR> (or set XSEARCH_MODEL) with the model's new location, or \
+             another copy of the same model."
+        }
+        Error::Index(IndexError::NoView { .. }) => {
+            "Run `xsearch index` on it once (it must be writable), then search again."
         }
         Error::Query(ParseError::Empty) => {
             "Describe what to find, e.g. `xsearch query \"sunset over sea\"`."

@@ -54,11 +54,11 @@ fn run(cli: Cli) -> Result<Outcome> {
     let download = progress::Download::new(global.quiet);
     match &cli.command {
         Command::Embed(args) => {
-            let engine = Engine::open(&EngineOptions::new(&global.model), Some(&download))?;
+            let engine = Engine::open(&model_options(global), Some(&download))?;
             commands::embed::run(&engine, args, &mut printer)
         }
         Command::Tag(args) => {
-            let engine = Engine::open(&EngineOptions::new(&global.model), Some(&download))?;
+            let engine = Engine::open(&model_options(global), Some(&download))?;
             commands::tag::run(&engine, args, &mut printer)
         }
         Command::Index(args) => {
@@ -77,7 +77,9 @@ fn run(cli: Cli) -> Result<Outcome> {
             // Parsed before anything loads: a syntax error costs nothing, and whether the
             // text tower is needed decides what to load while the index opens.
             let query = commands::query::parse(args)?;
-            let options = index_options(global)?.preload_text(query.has_texts());
+            let options = index_options(global)?
+                .mode(OpenMode::Read)
+                .preload_text(query.has_texts());
             let engine = open_engine(&options, global.quiet, &download)?;
             let outcome = commands::query::run(&engine, &query, args, &mut printer)?;
             exit_without_teardown(engine)?;
@@ -88,18 +90,13 @@ fn run(cli: Cli) -> Result<Outcome> {
             let engine = open_engine(&options, global.quiet, &download)?;
             commands::texts::add(&engine, file, global.quiet)
         }
-        Command::Status => {
-            let engine = open_engine(&index_options(global)?, global.quiet, &download)?;
-            let outcome = commands::status::run(&engine, &mut printer)?;
-            exit_without_teardown(engine)?;
-            Ok(outcome)
-        }
+        Command::Status => commands::status::run(&index_dir(global)?, &mut printer),
     }
 }
 
-/// Ends a read-only command: flushes the store, then leaves the engine to the OS. Freeing a
-/// large graph node by node takes longer than a whole query (about 0.4 s at 100k vectors),
-/// and the process is about to exit, which frees it at once and releases the index lock.
+/// Ends a read-only command: leaves the engine to the OS. Freeing a large index's maps and
+/// tables piece by piece takes longer than a whole query, and the process is about to exit,
+/// which frees them at once.
 fn exit_without_teardown(engine: Engine) -> Result<()> {
     engine.flush()?;
     std::mem::forget(engine);
@@ -118,9 +115,18 @@ fn index_dir(global: &GlobalArgs) -> Result<PathBuf> {
     }
 }
 
+/// The model the global arguments name; without one, the engine takes the model the index
+/// records (or the default hub model).
+fn model_options(global: &GlobalArgs) -> EngineOptions {
+    match &global.model {
+        Some(model) => EngineOptions::new(model),
+        None => EngineOptions::default(),
+    }
+}
+
 /// The model and the index the global arguments name, opening an existing index.
 fn index_options(global: &GlobalArgs) -> Result<EngineOptions> {
-    Ok(EngineOptions::new(&global.model).index(index_dir(global)?))
+    Ok(model_options(global).index(index_dir(global)?))
 }
 
 /// Opens the model and the index, telling on stderr when the index was converted from an older

@@ -309,21 +309,166 @@ fn bad_files_are_skipped_recorded_and_listed_by_status() {
 }
 
 #[test]
-fn a_second_process_gets_a_clear_lock_error_at_once() {
+fn readers_answer_while_a_writer_holds_the_index_and_a_second_writer_is_refused() {
     let sb = Sandbox::new();
-    let (photos, _) = sb.photos("photos", 2, 9);
-    assert!(sb
-        .run(SHAPES, &["index", photos.to_str().unwrap()])
-        .status
-        .success());
-    let options = xsearch::EngineOptions::new(SHAPES).index(sb.index());
-    let _held = xsearch::Engine::open(&options, None).unwrap();
+    let (first, _) = sb.photos("first", 3, 9);
+    let (second, _) = sb.photos("second", 4, 10);
+    let options = xsearch::EngineOptions::new(SHAPES)
+        .index(sb.index())
+        .mode(xsearch::OpenMode::Create);
+    let writer = xsearch::Engine::open(&options, None).unwrap();
+    writer.ingest(&[first], &()).unwrap();
+
+    // The writer still holds the index: readers see what it published at its checkpoint.
+    let images = |sb: &Sandbox| {
+        let out = sb.run(SHAPES, &["--json", "status"]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        json_lines(&out)[0]["images"].as_u64().unwrap()
+    };
+    assert_eq!(images(&sb), 3);
+    let out = sb.run(SHAPES, &["query", "--json", "-k", "10", "a red circle"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(json_lines(&out).len(), 3);
+
+    writer.ingest(&[second], &()).unwrap();
+    assert_eq!(images(&sb), 7);
+
+    // A second writer is refused at once, saying why.
     let started = std::time::Instant::now();
-    let out = sb.run(SHAPES, &["status"]);
+    let texts = sb.path("texts.txt");
+    std::fs::write(&texts, "a red circle\n").unwrap();
+    let out = sb.run(SHAPES, &["texts", "add", texts.to_str().unwrap()]);
     assert!(started.elapsed().as_secs_f64() < 5.0);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
     assert!(err.contains("another xsearch process"), "{err}");
+}
+
+/// Every file of `dir`, with its length and modification time.
+fn listing(dir: &Path) -> Vec<(PathBuf, u64, std::time::SystemTime)> {
+    let mut files: Vec<_> = walk_files(dir)
+        .into_iter()
+        .map(|path| {
+            let meta = std::fs::metadata(&path).unwrap();
+            (path, meta.len(), meta.modified().unwrap())
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk_files(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+#[test]
+fn searching_and_status_write_nothing_and_never_create_an_index() {
+    let sb = Sandbox::new();
+    let (photos, _) = sb.photos("photos", 3, 12);
+    assert!(sb
+        .run(SHAPES, &["index", photos.to_str().unwrap()])
+        .status
+        .success());
+    let before = listing(&sb.index());
+    for args in [
+        &["query", "a red circle"][..],
+        &["query", "--texts", "a red circle"],
+        &["status"],
+    ] {
+        let out = sb.run(SHAPES, args);
+        assert!(out.status.code() != Some(2), "{args:?}: {}", stderr(&out));
+    }
+    assert_eq!(listing(&sb.index()), before);
+
+    // A folder that is not an index is left as it was, by readers and writers alike.
+    let folder = sb.path("not-an-index");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::write(folder.join("notes.txt"), "mine").unwrap();
+    let before = listing(&folder);
+    for args in [
+        &["status"][..],
+        &["query", "a red circle"],
+        &["index", photos.to_str().unwrap()],
+    ] {
+        let out = sb
+            .command(SHAPES)
+            .env("XSEARCH_INDEX", &folder)
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            stderr(&out).contains("not an xsearch index"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    assert_eq!(listing(&folder), before);
+}
+
+#[test]
+fn the_index_remembers_its_model() {
+    let sb = Sandbox::new();
+    let model = sb.path("models/shapes");
+    std::fs::create_dir_all(&model).unwrap();
+    for file in ["open_clip_config.json", "open_clip_model.safetensors"] {
+        std::fs::copy(Path::new(SHAPES).join(file), model.join(file)).unwrap();
+    }
+    let (photos, _) = sb.photos("photos", 3, 13);
+    let model_arg = model.to_str().unwrap();
+    assert!(sb
+        .run(model_arg, &["index", photos.to_str().unwrap()])
+        .status
+        .success());
+
+    // Neither --model nor XSEARCH_MODEL: the index's own model answers (offline).
+    let bare = |args: &[&str]| {
+        sb.command(SHAPES)
+            .env_remove("XSEARCH_MODEL")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = bare(&["query", "--json", "a red circle"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(json_lines(&out).len(), 3);
+    let out = bare(&["--json", "status"]);
+    assert_eq!(json_lines(&out)[0]["model"], model_arg, "{}", stdout(&out));
+
+    // Moved away: the error names where it was and its fingerprint, and how to fix it.
+    let fingerprint = json_lines(&out)[0]["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    std::fs::rename(&model, sb.path("models/moved")).unwrap();
+    let out = bare(&["query", "a red circle"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains(model_arg) && err.contains(&fingerprint),
+        "{err}"
+    );
+    assert!(err.contains("Pass --model"), "{err}");
+    // status needs no model at all.
+    assert_eq!(bare(&["status"]).status.code(), Some(0));
+    // Named again at its new place, it is the same model, and the index records the move.
+    let moved = sb.path("models/moved");
+    let out = sb.run(
+        moved.to_str().unwrap(),
+        &["index", photos.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = bare(&["--json", "status"]);
+    assert_eq!(json_lines(&out)[0]["model"], moved.to_str().unwrap());
 }
 
 #[test]
@@ -423,7 +568,16 @@ fn killing_the_indexer_at_any_moment_loses_nothing_committed() {
             .args(["index", "--quiet", "--batch-size", "4", photos_arg])
             .spawn()
             .unwrap();
-        std::thread::sleep(delay);
+        std::thread::sleep(delay / 2);
+        // A reader during the run never waits and sees a whole published state (the index
+        // exists from the first run's open on).
+        let published = sb.index().join("view").exists();
+        let out = sb.run(SHAPES, &["--json", "status"]);
+        if published {
+            assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+            assert!(json_lines(&out)[0]["images"].as_u64().unwrap() <= 220);
+        }
+        std::thread::sleep(delay / 2);
         child.kill().unwrap(); // SIGKILL on unix
         child.wait().unwrap();
         // It opens, and whatever it holds is whole: every record has its vector, which is the

@@ -36,6 +36,7 @@ pub struct ModelFiles {
     pub config: OpenClipConfig,
     /// `open_clip_model.safetensors`.
     pub weights: PathBuf,
+    source: String,
     fingerprint: String,
 }
 
@@ -63,7 +64,7 @@ impl ModelFiles {
         }
         let (config, weights) = hub.fetch(spec, progress)?;
         let dir = config.parent().map(Path::to_path_buf).unwrap_or_default();
-        Self::from_files(dir, &config, weights)
+        Self::from_files(spec.to_string(), dir, &config, weights)
     }
 
     /// Uses `dir/open_clip_config.json` and `dir/open_clip_model.safetensors`.
@@ -78,16 +79,28 @@ impl ModelFiles {
                 });
             }
         }
-        Self::from_files(dir.to_path_buf(), &config, weights)
+        let source = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+        Self::from_files(
+            source.to_string_lossy().into_owned(),
+            dir.to_path_buf(),
+            &config,
+            weights,
+        )
     }
 
-    fn from_files(dir: PathBuf, config_path: &Path, weights: PathBuf) -> Result<Self, Error> {
+    fn from_files(
+        source: String,
+        dir: PathBuf,
+        config_path: &Path,
+        weights: PathBuf,
+    ) -> Result<Self, Error> {
         let config = OpenClipConfig::from_file(config_path)?;
         let fingerprint = fingerprint(&config, &weights)?;
         Ok(Self {
             dir,
             config,
             weights,
+            source,
             fingerprint,
         })
     }
@@ -98,6 +111,12 @@ impl ModelFiles {
     /// give the same id wherever they live; a re-saved or re-typed (F16) checkpoint does not.
     pub fn fingerprint(&self) -> String {
         self.fingerprint.clone()
+    }
+
+    /// Where the model came from, as an index records it: the hub id, or the directory made
+    /// absolute (so that it still names the model from another working directory).
+    pub fn source(&self) -> &str {
+        &self.source
     }
 }
 

@@ -1,5 +1,7 @@
 //! `xsearch status`: what the index holds.
 
+use std::path::Path;
+
 use anyhow::Result;
 use serde::Serialize;
 use xsearch::Engine;
@@ -10,7 +12,8 @@ use crate::Outcome;
 #[derive(Serialize)]
 struct StatusRecord<'a> {
     index: &'a str,
-    model: &'a str,
+    /// Where the model came from; `null` for an index written before it was recorded.
+    model: Option<&'a str>,
     fingerprint: &'a str,
     dim: usize,
     images: usize,
@@ -24,8 +27,9 @@ struct FailureRecord {
     reason: String,
 }
 
-pub fn run(engine: &Engine, printer: &mut Printer) -> Result<Outcome> {
-    let status = engine.status()?;
+/// Reads what the index in `dir` last published: no model, no lock, nothing written.
+pub fn run(dir: &Path, printer: &mut Printer) -> Result<Outcome> {
+    let status = Engine::inspect(dir)?;
     let failures: Vec<FailureRecord> = status
         .failures
         .into_iter()
@@ -36,7 +40,7 @@ pub fn run(engine: &Engine, printer: &mut Printer) -> Result<Outcome> {
         .collect();
     let record = StatusRecord {
         index: &status.index.to_string_lossy(),
-        model: &status.model,
+        model: status.model.as_deref(),
         fingerprint: &status.fingerprint,
         dim: status.dim,
         images: status.images,
@@ -46,7 +50,7 @@ pub fn run(engine: &Engine, printer: &mut Printer) -> Result<Outcome> {
     printer.record(&record, || {
         let mut text = format!(
             "index     {}\nmodel     {} (fingerprint {}, {} dimensions)\nimages    {}\ntexts     {}\nfailures  {}",
-            record.index, record.model, record.fingerprint, record.dim, record.images, record.texts,
+            record.index, record.model.unwrap_or("(not recorded)"), record.fingerprint, record.dim, record.images, record.texts,
             record.failures.len()
         );
         for f in &record.failures {
