@@ -17,7 +17,7 @@ use rayon::prelude::*;
 use xsearch_index::{Entry, FileStamp, Index};
 
 use crate::decode::decode_bytes_scaled;
-use crate::ingest::walk::{distinct_roots, walk, Candidate, WalkOptions};
+use crate::ingest::walk::{distinct_roots, walk, Candidate, Found, WalkOptions};
 use crate::{Clip, Error};
 
 /// Images embedded together by default. Measured (`BENCHMARKS.md`, "Ingest speed"): the image
@@ -103,6 +103,8 @@ pub struct IngestSummary {
     pub removed: usize,
     /// Files and folders skipped with an error (listed by `xsearch status`).
     pub failed: usize,
+    /// Video files found and skipped (counted, not recorded as failures).
+    pub videos: usize,
 }
 
 /// Indexes the image files under `roots` (folders or files) into `index`.
@@ -122,7 +124,8 @@ pub fn ingest(
     let mut pending = 0;
     for found in walk(&roots, options.walk) {
         match found {
-            Ok(candidate) => {
+            Ok(Found::Video(_)) => summary.videos += 1,
+            Ok(Found::Image(candidate)) => {
                 summary.found += 1;
                 match needs_work(index, &candidate)? {
                     Some(_) => pending += 1,
@@ -145,7 +148,10 @@ pub fn ingest(
     });
     if pending > 0 {
         let work = walk(&roots, options.walk)
-            .filter_map(Result::ok)
+            .filter_map(|found| match found {
+                Ok(Found::Image(candidate)) => Some(candidate),
+                Ok(Found::Video(_)) | Err(_) => None,
+            })
             .filter_map(|candidate| match needs_work(index, &candidate) {
                 Ok(Some(updated)) => Some(Ok((candidate, updated))),
                 Ok(None) => None,

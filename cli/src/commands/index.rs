@@ -123,5 +123,8 @@ fn summary_line(s: &IngestSummary, seconds: f64) -> String {
     if s.failed > 0 {
         line.push_str(&format!(", {} skipped (see xsearch status)", s.failed));
     }
+    if s.videos > 0 {
+        line.push_str(&format!(", {} videos skipped", s.videos));
+    }
     line
 }
