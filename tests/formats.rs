@@ -182,6 +182,15 @@ fn jxl_lossy() {
     check("jxl_lossy.jxl", false, 1, 0.25);
 }
 
+/// 16-bit samples: decoded to 16 bits, rounded to 8 by preprocessing (libjxl rounds to 8 bits
+/// for Pillow).
+#[test]
+fn jxl_16bit() {
+    let image = decode_file(&fixture("jxl_16bit.jxl"), &DecodeLimits::default()).unwrap();
+    assert_eq!(image.color(), image::ColorType::Rgb16);
+    check("jxl_16bit.jxl", false, 1, 0.25);
+}
+
 #[test]
 fn jxl_alpha() {
     check("jxl_alpha.jxl", true, 1, 0.25);
