@@ -13,11 +13,10 @@
 //!   rendered (a frame's pixels are only allocated then), and every allocation jxl-oxide makes
 //!   while rendering counts against [`DecodeLimits::max_alloc`].
 
-use image::{
-    DynamicImage, GrayAlphaImage, GrayImage, ImageBuffer, Luma, LumaA, Rgb, RgbImage, Rgba,
-    RgbaImage,
+use image::{DynamicImage, ImageBuffer, Luma, LumaA, Pixel, Primitive, Rgb, Rgba};
+use jxl_oxide::{
+    AllocTracker, FrameBufferSample, ImageStream, InitializeResult, JxlImage, PixelFormat,
 };
-use jxl_oxide::{AllocTracker, InitializeResult, JxlImage, PixelFormat};
 
 use super::{DecodeError, DecodeLimits};
 
@@ -76,42 +75,53 @@ pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<DynamicImage, Decod
     }
     let len = usize::try_from(u64::from(width) * u64::from(height) * channels)
         .map_err(|_| corrupt("image too large for this platform"))?;
-    let short = || corrupt("the rendered frame is shorter than its size");
-    Ok(if wide {
-        let mut buf = vec![0u16; len];
-        stream.write_to_buffer(&mut buf);
-        match format {
-            PixelFormat::Gray => DynamicImage::ImageLuma16(
-                ImageBuffer::<Luma<u16>, _>::from_raw(width, height, buf).ok_or_else(short)?,
-            ),
-            PixelFormat::Graya => DynamicImage::ImageLumaA16(
-                ImageBuffer::<LumaA<u16>, _>::from_raw(width, height, buf).ok_or_else(short)?,
-            ),
-            PixelFormat::Rgb => DynamicImage::ImageRgb16(
-                ImageBuffer::<Rgb<u16>, _>::from_raw(width, height, buf).ok_or_else(short)?,
-            ),
-            _ => DynamicImage::ImageRgba16(
-                ImageBuffer::<Rgba<u16>, _>::from_raw(width, height, buf).ok_or_else(short)?,
-            ),
-        }
+    if wide {
+        interleaved::<u16>(&mut stream, format, width, height, len)
     } else {
-        let mut buf = vec![0u8; len];
-        stream.write_to_buffer(&mut buf);
-        match format {
-            PixelFormat::Gray => {
-                DynamicImage::ImageLuma8(GrayImage::from_raw(width, height, buf).ok_or_else(short)?)
-            }
-            PixelFormat::Graya => DynamicImage::ImageLumaA8(
-                GrayAlphaImage::from_raw(width, height, buf).ok_or_else(short)?,
-            ),
-            PixelFormat::Rgb => {
-                DynamicImage::ImageRgb8(RgbImage::from_raw(width, height, buf).ok_or_else(short)?)
-            }
-            _ => {
-                DynamicImage::ImageRgba8(RgbaImage::from_raw(width, height, buf).ok_or_else(short)?)
-            }
-        }
-    })
+        interleaved::<u8>(&mut stream, format, width, height, len)
+    }
+}
+
+/// The stream's samples as `T`, in the `image` layout of `format` (grey, grey + alpha, RGB or
+/// RGBA; CMYK was refused before).
+fn interleaved<T>(
+    stream: &mut ImageStream<'_>,
+    format: PixelFormat,
+    width: u32,
+    height: u32,
+    len: usize,
+) -> Result<DynamicImage, DecodeError>
+where
+    T: FrameBufferSample + Primitive,
+    Luma<T>: Pixel<Subpixel = T>,
+    LumaA<T>: Pixel<Subpixel = T>,
+    Rgb<T>: Pixel<Subpixel = T>,
+    Rgba<T>: Pixel<Subpixel = T>,
+    DynamicImage: From<ImageBuffer<Luma<T>, Vec<T>>>
+        + From<ImageBuffer<LumaA<T>, Vec<T>>>
+        + From<ImageBuffer<Rgb<T>, Vec<T>>>
+        + From<ImageBuffer<Rgba<T>, Vec<T>>>,
+{
+    let mut buf = vec![T::default(); len];
+    stream.write_to_buffer(&mut buf);
+    fn wrap<P: Pixel>(
+        width: u32,
+        height: u32,
+        buf: Vec<P::Subpixel>,
+    ) -> Result<DynamicImage, DecodeError>
+    where
+        DynamicImage: From<ImageBuffer<P, Vec<P::Subpixel>>>,
+    {
+        ImageBuffer::<P, _>::from_raw(width, height, buf)
+            .map(DynamicImage::from)
+            .ok_or_else(|| corrupt("the rendered frame is shorter than its size"))
+    }
+    match format {
+        PixelFormat::Gray => wrap::<Luma<T>>(width, height, buf),
+        PixelFormat::Graya => wrap::<LumaA<T>>(width, height, buf),
+        PixelFormat::Rgb => wrap::<Rgb<T>>(width, height, buf),
+        _ => wrap::<Rgba<T>>(width, height, buf),
+    }
 }
 
 fn corrupt(message: impl ToString) -> DecodeError {
