@@ -124,7 +124,8 @@ fn summary_line(s: &IngestSummary, seconds: f64) -> String {
         line.push_str(&format!(", {} skipped (see xsearch status)", s.failed));
     }
     if s.videos > 0 {
-        line.push_str(&format!(", {} videos skipped", s.videos));
+        let plural = if s.videos == 1 { "" } else { "s" };
+        line.push_str(&format!(", {} video{plural} skipped", s.videos));
     }
     line
 }
