@@ -12,9 +12,9 @@
 //!   while decoding. HEIF files also often carry an EXIF orientation (iPhones write both; so do
 //!   pillow-heif and heif-enc when converting a rotated JPEG) that restates those transforms:
 //!   it is ignored, never applied again. This is the HEIF specification's rule (ISO/IEC
-//!   23008-12: the transformative properties decide, EXIF orientation is informational), and
-//!   what pillow-heif (it resets the EXIF tag to 1 after decoding) and libvips, hence Immich,
-//!   do.
+//!   23008-12: metadata such as EXIF is descriptive, the transformative properties decide), and
+//!   what pillow-heif does (1.9.0 resets the EXIF tag to 1 after decoding, keeping the old value
+//!   as `original_orientation`), so a file is upright once, as in the phone's own viewer.
 //! - **Pixels**: the primary image, decoded to 8-bit interleaved RGB or RGBA: libheif converts
 //!   10- and 12-bit images down (`convert_hdr_to_8bit`, as pillow-heif asks), and alpha is left
 //!   in the image for preprocessing to composite like a PNG's.
