@@ -309,6 +309,26 @@ fn bad_files_are_skipped_recorded_and_listed_by_status() {
 }
 
 #[test]
+fn videos_are_counted_once_in_the_summary_and_jxl_is_indexed() {
+    let sb = Sandbox::new();
+    let (photos, _) = sb.photos("photos", 2, 9);
+    std::fs::write(photos.join("clip.mp4"), b"not decoded").unwrap();
+    std::fs::write(photos.join("trip.MOV"), b"not decoded").unwrap();
+    // A Matroska file under an extension that says nothing: told by its signature.
+    std::fs::write(photos.join("movie.bin"), b"\x1a\x45\xdf\xa3\x9f\x42\x86").unwrap();
+    let formats = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/formats");
+    std::fs::copy(format!("{formats}/jxl_lossy.jxl"), photos.join("photo.jxl")).unwrap();
+    let out = sb.run(SHAPES, &["index", photos.to_str().unwrap()]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("indexed 3 new and 0 changed files"), "{err}");
+    assert!(err.contains(", 3 videos skipped"), "{err}");
+    for name in ["clip.mp4", "trip.MOV", "movie.bin"] {
+        assert!(!err.contains(name), "{name} got a line of its own: {err}");
+    }
+}
+
+#[test]
 fn readers_answer_while_a_writer_holds_the_index_and_a_second_writer_is_refused() {
     let sb = Sandbox::new();
     let (first, _) = sb.photos("first", 3, 9);

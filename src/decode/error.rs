@@ -68,6 +68,20 @@ impl DecodeError {
         }
     }
 
+    /// The same error about `path`: decoders of their own (libheif, jxl-oxide) report without
+    /// one, and the dispatch names the file.
+    pub(super) fn at(mut self, path: Option<PathBuf>) -> Self {
+        match &mut self {
+            Self::Io { path: p, .. }
+            | Self::Empty { path: p }
+            | Self::UnknownFormat { path: p }
+            | Self::Unsupported { path: p, .. }
+            | Self::TooLarge { path: p, .. }
+            | Self::Corrupt { path: p, .. } => *p = path,
+        }
+        self
+    }
+
     /// What went wrong, without the path: for records already keyed by the path (the index's
     /// failure list) and for in-memory bytes.
     pub fn reason(&self) -> String {
@@ -75,7 +89,7 @@ impl DecodeError {
             Self::Io { source, .. } => source.to_string(),
             Self::Empty { .. } => "empty file".to_owned(),
             Self::UnknownFormat { .. } => "not an image: content matches no known format \
-                 (supported: JPEG, PNG, WebP, GIF, BMP, TIFF, camera RAW)"
+                 (supported: JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC, AVIF, JPEG XL, camera RAW)"
                 .to_owned(),
             Self::Unsupported { detail, .. } => format!("unsupported image: {detail}"),
             Self::TooLarge {

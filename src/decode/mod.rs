@@ -2,11 +2,15 @@
 //!
 //! - The format comes from the content (magic bytes), never from the file name: a JPEG saved as
 //!   `.png` decodes, random bytes named `.jpg` are an unknown format. Every supported format
-//!   (JPEG, PNG, WebP, GIF, BMP, TIFF) has a signature, so the extension adds nothing.
+//!   (JPEG, PNG, WebP, GIF, BMP, TIFF through `image`; HEIC and AVIF through the system's
+//!   libheif, in `heif`; JPEG XL through jxl-oxide, in `jxl`) has a signature, so the extension
+//!   adds nothing.
 //! - The header's dimensions are checked against [`DecodeLimits`] before any pixel buffer is
 //!   allocated, so a decompression bomb (a tiny PNG claiming 100000x100000) costs nothing.
 //! - EXIF orientation is applied on purpose: people see their photos upright, and search should
-//!   see them the same way. A broken EXIF block is ignored (the pixels are still good).
+//!   see them the same way. A broken EXIF block is ignored (the pixels are still good). HEIF
+//!   and JPEG XL carry their own orientation, applied once by their decoders, and any EXIF
+//!   orientation beside it is not applied again (see `heif.rs`, `jxl.rs`).
 //! - GIFs (and other animations) decode to their first frame.
 //! - BMP headers `image` refuses but whose pixels it reads (OS/2 2.x, top-down RLE) are
 //!   rewritten into the form it knows (`bmp.rs`).
@@ -29,7 +33,9 @@
 mod bmp;
 mod error;
 pub mod format;
+mod heif;
 mod jpeg;
+mod jxl;
 mod libtiff;
 mod limits;
 mod raw;
@@ -101,6 +107,14 @@ fn decode(
     }
     if raw::is_raw(bytes) {
         return raw::decode(bytes, limits, path(), min_side);
+    }
+    if let Some(other) = format::other_format(bytes) {
+        let decoded = match other {
+            format::Other::Heic => heif::decode(bytes, limits, heif::HeifKind::Heic),
+            format::Other::Avif => heif::decode(bytes, limits, heif::HeifKind::Avif),
+            format::Other::Jxl => jxl::decode(bytes, limits),
+        };
+        return decoded.map_err(|e| e.at(path()));
     }
     let reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()

@@ -18,7 +18,7 @@ use rayon::prelude::*;
 use xsearch_index::{Entry, FileStamp, Index};
 
 use crate::clip::{ImageSource, DEFAULT_BATCH_SIZE};
-use crate::ingest::walk::{distinct_roots, walk, Candidate, RawPairs, WalkOptions};
+use crate::ingest::walk::{distinct_roots, walk, Candidate, Found, RawPairs, WalkOptions};
 use crate::keys::{key_path, path_key};
 use crate::{Clip, Error};
 
@@ -150,6 +150,8 @@ pub struct IngestSummary {
     pub removed: usize,
     /// Files and folders skipped with an error (listed by `xsearch status`).
     pub failed: usize,
+    /// Video files found and skipped (counted, not recorded as failures).
+    pub videos: usize,
 }
 
 /// Indexes the image files under `roots` (folders or files) into `index`.
@@ -169,7 +171,8 @@ pub(crate) fn ingest(
     let mut pending = 0;
     for found in walk(&roots, options.walk()) {
         match found {
-            Ok(candidate) => {
+            Ok(Found::Video(_)) => summary.videos += 1,
+            Ok(Found::Image(candidate)) => {
                 summary.found += 1;
                 match needs_work(index, &candidate)? {
                     Some(_) => pending += 1,
@@ -192,7 +195,10 @@ pub(crate) fn ingest(
     });
     if pending > 0 {
         let work = walk(&roots, options.walk())
-            .filter_map(Result::ok)
+            .filter_map(|found| match found {
+                Ok(Found::Image(candidate)) => Some(candidate),
+                Ok(Found::Video(_)) | Err(_) => None,
+            })
             .filter_map(|candidate| match needs_work(index, &candidate) {
                 Ok(Some(updated)) => Some(Ok((candidate, updated))),
                 Ok(None) => None,

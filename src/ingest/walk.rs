@@ -6,8 +6,9 @@
 //!   the roots: they hold caches and copies, not photos.
 //! - A file is a candidate when its extension is an image format we know of (supported or not,
 //!   so an unsupported `.heic` is reported rather than silently ignored), or when it has no
-//!   or an unknown extension and its first bytes are an image signature. Other files (videos,
-//!   sidecars, documents) are ignored without a word.
+//!   or an unknown extension and its first bytes are an image signature. Videos (by extension
+//!   or signature) are found so that the summary can count them; other files (sidecars,
+//!   documents) are ignored without a word.
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -28,6 +29,15 @@ pub struct Candidate {
     pub size: u64,
     /// Modification time, nanoseconds since the Unix epoch (0 when the platform has none).
     pub mtime_ns: i64,
+}
+
+/// What the walk finds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Found {
+    /// An image file (decodable or not: an unsupported one is reported by the decoder).
+    Image(Candidate),
+    /// A video file (by extension, or by content for unknown extensions): only counted.
+    Video(PathBuf),
 }
 
 /// Something the walk could not look at; the walk goes on.
@@ -61,12 +71,12 @@ pub enum RawPairs {
     Both,
 }
 
-/// Walks `roots` (folders or single files) in a stable order, yielding image candidates and
-/// the errors met on the way.
+/// Walks `roots` (folders or single files) in a stable order, yielding image candidates, videos
+/// and the errors met on the way.
 pub fn walk(
     roots: &[PathBuf],
     options: WalkOptions,
-) -> impl Iterator<Item = Result<Candidate, WalkError>> + '_ {
+) -> impl Iterator<Item = Result<Found, WalkError>> + '_ {
     roots.iter().flat_map(move |root| {
         let root_abs = std::path::absolute(root).unwrap_or_else(|_| root.clone());
         let mut jpegs = JpegStems::default();
@@ -184,13 +194,12 @@ fn walk_error(err: &walkdir::Error, root: &Path) -> WalkError {
     WalkError { path, reason }
 }
 
-/// `Ok(None)` when the file is not an image candidate.
-fn candidate(path: &Path) -> Result<Option<Candidate>, WalkError> {
-    match format::by_extension(path) {
+/// `Ok(None)` when the file is neither an image candidate nor a video.
+fn candidate(path: &Path) -> Result<Option<Found>, WalkError> {
+    match format::by_extension(path).or_else(|| signature(path)) {
         Some(Support::Decoded | Support::Recognised) => {}
-        Some(Support::NotImage) => return Ok(None),
-        None if has_image_signature(path) => {}
-        None => return Ok(None),
+        Some(Support::Video) => return Ok(Some(Found::Video(path.to_path_buf()))),
+        Some(Support::NotImage) | None => return Ok(None),
     }
     let metadata = std::fs::metadata(path).map_err(|err| WalkError {
         path: path.to_path_buf(),
@@ -201,21 +210,20 @@ fn candidate(path: &Path) -> Result<Option<Candidate>, WalkError> {
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
-    Ok(Some(Candidate {
+    Ok(Some(Found::Image(Candidate {
         path: path.to_path_buf(),
         size: metadata.len(),
         mtime_ns,
-    }))
+    })))
 }
 
-/// Whether the first bytes of the file are the signature of a format the decoder handles.
-/// Unreadable files answer no: they are not reported unless their extension says image.
-fn has_image_signature(path: &Path) -> bool {
+/// What the first bytes of the file say it is (an image the decoder handles, a video, or
+/// `None`). Unreadable files answer `None`: they are not reported unless their extension says
+/// image.
+fn signature(path: &Path) -> Option<Support> {
     let mut head = [0u8; format::SIGNATURE_LEN];
-    let Ok(n) = File::open(path).and_then(|mut f| f.read(&mut head)) else {
-        return false;
-    };
-    format::has_image_signature(&head[..n])
+    let n = File::open(path).and_then(|mut f| f.read(&mut head)).ok()?;
+    format::by_signature(&head[..n])
 }
 
 #[cfg(test)]
@@ -232,7 +240,7 @@ mod tests {
     const PNG_MAGIC: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR";
 
     #[test]
-    fn finds_images_by_extension_or_signature_and_skips_the_rest() {
+    fn finds_images_and_videos_by_extension_or_signature_and_skips_the_rest() {
         let dir = tempfile::tempdir().unwrap();
         let root = std::path::absolute(dir.path()).unwrap();
         std::fs::create_dir_all(root.join("a/.thumbnails")).unwrap();
@@ -243,13 +251,23 @@ mod tests {
         std::fs::write(root.join("a/clip.mp4"), b"video").unwrap();
         std::fs::write(root.join("a/.thumbnails/t.jpg"), b"thumb").unwrap();
         std::fs::write(root.join("a/.hidden.png"), PNG_MAGIC).unwrap();
-        let found: Vec<Candidate> = walk(std::slice::from_ref(&root), WalkOptions::default())
+        // A Matroska video under an unknown extension: told by its EBML signature.
+        std::fs::write(root.join("a/movie.bin"), b"\x1a\x45\xdf\xa3\x9f\x42\x86").unwrap();
+        let all: Vec<Found> = walk(std::slice::from_ref(&root), WalkOptions::default())
             .collect::<Result<_, _>>()
             .unwrap();
+        let (mut found, mut videos) = (Vec::new(), Vec::new());
+        for item in all {
+            match item {
+                Found::Image(candidate) => found.push(candidate),
+                Found::Video(path) => videos.push(path),
+            }
+        }
         assert_eq!(
             names(&found, &root),
             ["a/no_extension", "a/x.JPG", "a/y.heic"]
         );
+        assert_eq!(videos, [root.join("a/clip.mp4"), root.join("a/movie.bin")]);
         assert_eq!(found[1].size, 17);
         assert!(found.iter().all(|c| c.path.is_absolute() && c.mtime_ns > 0));
     }
@@ -276,8 +294,11 @@ mod tests {
                 ..WalkOptions::default()
             };
             let found: Vec<Candidate> = walk(std::slice::from_ref(&root), options)
-                .collect::<Result<_, _>>()
-                .unwrap();
+                .map(|item| match item.unwrap() {
+                    Found::Image(candidate) => candidate,
+                    Found::Video(path) => panic!("no videos here: {}", path.display()),
+                })
+                .collect();
             names(&found, &root)
         };
         assert_eq!(

@@ -112,5 +112,9 @@ fn summary_line(s: &IngestSummary, seconds: f64) -> String {
     if s.failed > 0 {
         line.push_str(&format!(", {} skipped (see xsearch status)", s.failed));
     }
+    if s.videos > 0 {
+        let plural = if s.videos == 1 { "" } else { "s" };
+        line.push_str(&format!(", {} video{plural} skipped", s.videos));
+    }
     line
 }
