@@ -3,6 +3,8 @@
 //! time: without it they must be refused with a reason that says to install it, never a
 //! panic (the tiled planar ones crashed the `tiff` crate 0.11.3).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use image::GenericImageView;
@@ -24,7 +26,10 @@ fn matches_pillow(name: &str, mean: f64) -> bool {
             if e.reason()
                 .contains("install it, for example `apt install libtiff6`") =>
         {
-            eprintln!("SKIPPED pixel check of {name}: libtiff is not installed ({e})");
+            common::skip_or_fail(&format!(
+                "pixel check of {name}: libtiff is not installed ({e}); install it (Debian: \
+                 `apt-get install libtiff6`)"
+            ));
             return false;
         }
         Err(e) => panic!("{e}"),

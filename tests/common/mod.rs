@@ -146,3 +146,12 @@ pub fn rn50_convs() -> Vec<xsearch::model::resnet::TowerConv> {
         .expect("the RN50 config");
     xsearch::model::resnet::tower_convs(&config.model_cfg).expect("RN50 is a supported tower")
 }
+
+/// A test that needs a system library or service that is missing: under CI (`CI=true`) that
+/// is a failure, since CI must run it for real; elsewhere a loud skip. Written straight to
+/// stderr, not with `eprintln!`, which the test harness captures and shows only on failure.
+pub fn skip_or_fail(message: &str) {
+    use std::io::Write;
+    assert!(std::env::var("CI").as_deref() != Ok("true"), "{message}");
+    let _ = writeln!(std::io::stderr(), "\n*** SKIPPED: {message}\n");
+}
