@@ -14,8 +14,8 @@ use regex::Regex;
 use unicode_normalization::UnicodeNormalization;
 
 use super::html::ftfy_unescape;
-use super::mojibake::fix_encoding;
-use super::tables::{C1_TO_WINDOWS_1252, CONTROL_CHARS, LIGATURES, WIDTH_MAP};
+use super::mojibake::{fix_c1_controls, fix_encoding};
+use super::tables::{CONTROL_CHARS, LIGATURES, WIDTH_MAP};
 
 /// ftfy's `TextFixerConfig.max_decode_length`: the longest segment fixed in one piece.
 const MAX_DECODE_LENGTH: usize = 1_000_000;
@@ -105,14 +105,6 @@ fn lookup(table: &'static [(char, &'static str)], c: char) -> Replacement {
         Ok(index) => Replacement::Str(table[index].1),
         Err(_) => Replacement::Keep,
     }
-}
-
-/// Mirrors `fixes.fix_c1_controls`: C1 controls read as windows-1252, as browsers do.
-pub(super) fn fix_c1_controls(text: &str) -> String {
-    map_chars(text, |c| match c {
-        '\u{80}'..='\u{9f}' => Replacement::Char(C1_TO_WINDOWS_1252[c as usize - 0x80]),
-        _ => Replacement::Keep,
-    })
 }
 
 /// Mirrors `fixes.fix_latin_ligatures`.

@@ -13,7 +13,6 @@ use std::sync::OnceLock;
 use regex::bytes::Regex as BytesRegex;
 use regex::Regex;
 
-use super::ftfy::fix_c1_controls;
 use super::mojibake_tables::{
     ALTERED_UTF8, BADNESS_ALTERNATIVES, CHARMAPS, LOSSY_UTF8, UTF8_CONTINUATION_STRICT,
     UTF8_DETECTOR, WINDOWS_1252_UNDEFINED,
@@ -213,6 +212,17 @@ fn latin_1_as_windows_1252(text: &str) -> Option<String> {
             Ok(b @ 0x80..=0x9f) if WINDOWS_1252_UNDEFINED.contains(&b) => None,
             Ok(b @ 0x80..=0x9f) => Some(C1_TO_WINDOWS_1252[usize::from(b - 0x80)]),
             _ => Some(c),
+        })
+        .collect()
+}
+
+/// Mirrors `fixes.fix_c1_controls`: C1 controls read as windows-1252, as browsers do. Here
+/// rather than with the other per-character fixes because the encoding repair uses it too.
+pub(super) fn fix_c1_controls(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '\u{80}'..='\u{9f}' => C1_TO_WINDOWS_1252[c as usize - 0x80],
+            c => c,
         })
         .collect()
 }
