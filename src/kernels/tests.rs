@@ -160,6 +160,12 @@ const GEMM_TOLERANCE: f64 = 1e-6;
 // 1.9e-7, F(2,3) 2.5e-7, F(4,3) 6.4e-6 (1.3e-6 at 64 channels).
 const F2_TOLERANCE: f64 = 2e-6;
 const F4_TOLERANCE: f64 = 2e-5;
+// Any shape, down to one input channel on a 4x4 image: a corner output of a padded tile sums
+// only 4 products, while F(4,3)'s transforms round on all 36 inputs of its tile, so its error
+// relative to those 4 products' magnitudes is larger. Found by the property test (saved in
+// proptest-regressions/kernels/tests.txt): 4.6e-5 with 1 channel, 18 filters, 4x4. The tower's
+// 3x3 convolutions have 32 channels or more; RN50's width keeps the 2e-5 bound below.
+const F4_TOLERANCE_ANY_SHAPE: f64 = 1e-4;
 
 /// The rounding-error bound of a sum of `terms` f32 values, relative to the sum of their
 /// magnitudes (Higham's γ_n with the unit roundoff 2⁻²⁴).
@@ -232,7 +238,7 @@ proptest! {
     #[test]
     fn winograd_f4_matches_reference(case in case_strategy(Just(3), Just(1)), isa in isa_strategy()) {
         let err = worst_relative_error(case, Algorithm::WinogradF4, isa);
-        prop_assert!(err <= F4_TOLERANCE, "relative error {err:e}");
+        prop_assert!(err <= F4_TOLERANCE_ANY_SHAPE, "relative error {err:e}");
     }
 
     #[test]
