@@ -14,8 +14,7 @@ use std::sync::Once;
 use xsearch::decode::{
     decode_bytes, decode_bytes_scaled, decode_file, panic_is_contained, DecodeError, DecodeLimits,
 };
-use xsearch::ingest::pipeline::IngestEvent;
-use xsearch::{Engine, EngineConfig};
+use xsearch::{Engine, EngineOptions, IngestEvent, OpenMode};
 
 const FUZZ: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/fuzz");
 const SHAPES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/models/shapes-tiny");
@@ -259,13 +258,10 @@ fn files_that_once_crashed_a_decoder_decode_or_are_refused_in_words() {
 }
 
 fn engine(dir: &Path) -> Engine {
-    let config = EngineConfig {
-        model: SHAPES.to_owned(),
-        index: dir.join("index"),
-        create: true,
-        preload_text: false,
-    };
-    Engine::open(&config, None).unwrap()
+    let options = EngineOptions::new(SHAPES)
+        .index(dir.join("index"))
+        .mode(OpenMode::Create);
+    Engine::open(&options, None).unwrap()
 }
 
 #[test]
@@ -304,22 +300,18 @@ fn a_folder_of_mutants_is_indexed_or_listed_file_by_file_and_failures_are_not_re
     }
 
     let engine = engine(dir.path());
-    let first = engine
-        .ingest(std::slice::from_ref(&photos), &Default::default(), &())
-        .unwrap();
+    let first = engine.ingest(std::slice::from_ref(&photos), &()).unwrap();
     assert_eq!(first.found, written);
     assert_eq!(first.added + first.failed, written);
-    let index = engine.index();
-    let failures = index.failures().unwrap();
-    assert_eq!(index.images().len() + failures.len(), written);
-    let key = Engine::image_key(&crasher);
-    match failures.iter().find(|(k, _)| *k == key) {
-        Some((_, failure)) => assert!(
+    let status = engine.status().unwrap();
+    // Every file is either indexed or listed.
+    assert_eq!(status.images + status.failures.len(), written);
+    if let Some(failure) = status.failures.iter().find(|f| f.path == crasher) {
+        assert!(
             failure.reason.contains("needs libtiff"),
             "{}",
             failure.reason
-        ),
-        None => assert!(index.images().get(&key).unwrap().is_some()),
+        );
     }
 
     // The next run reads nothing again, failures included: nothing changed.
@@ -330,18 +322,14 @@ fn a_folder_of_mutants_is_indexed_or_listed_file_by_file_and_failures_are_not_re
         }
     };
     let second = engine
-        .ingest(
-            std::slice::from_ref(&photos),
-            &Default::default(),
-            &observer,
-        )
+        .ingest(std::slice::from_ref(&photos), &observer)
         .unwrap();
     assert_eq!(pending.into_inner(), 0);
     assert_eq!(
         (second.unchanged, second.failed, second.added),
         (first.added, first.failed, 0)
     );
-    assert_eq!(index.failures().unwrap().len(), failures.len());
+    assert_eq!(engine.status().unwrap().failures, status.failures);
 }
 
 /// Found by this fuzzer: a GIF whose logical screen is zero pixels wide decoded

@@ -125,7 +125,7 @@ fn storage_full(err: &anyhow::Error) -> Option<String> {
         // `xsearch::Error::Index` is transparent: the chain goes past the index error.
         let index = match cause.downcast_ref::<xsearch::Error>() {
             Some(xsearch::Error::Index(index)) => Some(index),
-            _ => cause.downcast_ref::<xsearch_index::IndexError>(),
+            _ => cause.downcast_ref::<xsearch::IndexError>(),
         };
         if let Some(index) = index {
             return (index.io_kind() == Some(io::ErrorKind::StorageFull))
@@ -165,7 +165,7 @@ mod tests {
 
     #[test]
     fn a_full_disk_is_said_in_words_once_with_the_way_on() {
-        let full = xsearch_index::IndexError::Store {
+        let full = xsearch::IndexError::Store {
             path: "/idx/store".into(),
             source: io::Error::from(io::ErrorKind::StorageFull).into(),
         };
@@ -181,7 +181,7 @@ mod tests {
     #[test]
     fn a_cause_already_in_the_message_is_not_repeated() {
         let io = io::Error::new(io::ErrorKind::PermissionDenied, "permission denied");
-        let err = anyhow::Error::from(xsearch::Error::from(xsearch_index::IndexError::Io {
+        let err = anyhow::Error::from(xsearch::Error::from(xsearch::IndexError::Io {
             path: "/idx/graph".into(),
             source: io,
         }));

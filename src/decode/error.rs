@@ -108,6 +108,9 @@ impl DecodeError {
             | Self::UnknownFormat { path: p }
             | Self::Unsupported { path: p, .. }
             | Self::TooLarge { path: p, .. }
+            | Self::NotAFile { path: p, .. }
+            | Self::FileTooLarge { path: p, .. }
+            | Self::Crashed { path: p, .. }
             | Self::Corrupt { path: p, .. } => *p = path,
         }
         self

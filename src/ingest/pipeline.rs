@@ -192,7 +192,6 @@ pub(crate) fn ingest(
                     }
                 }
             }
-            Ok(Found::Special { .. }) => summary.special += 1,
             Err(err) => {
                 summary.failed += 1;
                 index.record_failure(&path_key(&err.path), &err.reason)?;

@@ -402,6 +402,7 @@ mod tests {
                     path.strip_prefix(&root).unwrap().display().to_string(),
                     *kind,
                 ),
+                Found::Video(path) => panic!("no videos here: {}", path.display()),
             })
             .collect();
         assert_eq!(
