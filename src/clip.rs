@@ -8,7 +8,7 @@ use candle_core::{Device, Tensor};
 use image::DynamicImage;
 use rayon::prelude::*;
 
-use crate::decode::{decode_bytes_scaled, decode_file_scaled, DecodeError, DecodeLimits};
+use crate::decode::{contain, decode_bytes_scaled, decode_file_scaled, DecodeError, DecodeLimits};
 use crate::model::hub::DownloadProgress;
 use crate::model::preprocess::{min_source_side, Preprocessor};
 use crate::model::{ImageEncoder, ModelFiles, TextEncoder};
@@ -27,6 +27,11 @@ pub(crate) enum ImageSource<'a> {
     /// A file's bytes, already read (ingest hashes them first).
     Bytes(Vec<u8>),
 }
+/// The longest text embedded, in characters. CLIP reads 77 tokens and drops the rest (75 after
+/// the start and end tokens: about 300 characters of English); at 1,000 characters everything
+/// after is certainly dropped, so a longer text is a mistake (a whole file on one line), and
+/// one stored in the text collection would be printed whole with every hit.
+pub const MAX_TEXT_CHARS: usize = 1_000;
 
 /// An L2-normalised embedding: similarity between two of them is their dot product.
 pub type Embedding = Vec<f32>;
@@ -99,10 +104,16 @@ impl Clip {
         self.text_encoder().map(|_| ())
     }
 
-    /// Embeds texts, in one batch.
+    /// Embeds texts, in one batch. A text over [`MAX_TEXT_CHARS`] is [`Error::TextTooLong`].
     pub fn embed_texts(&self, texts: &[&str]) -> Result<Vec<Embedding>, Error> {
         if texts.is_empty() {
             return Ok(Vec::new());
+        }
+        if let Some(text) = texts.iter().find(|t| t.chars().count() > MAX_TEXT_CHARS) {
+            return Err(Error::TextTooLong {
+                start: text.chars().take(40).collect(),
+                chars: text.chars().count(),
+            });
         }
         let rows = self.text_encoder()?.embed(texts)?;
         Ok(rows.to_vec2::<f32>()?)
@@ -183,15 +194,21 @@ impl Clip {
         &self,
         source: ImageSource<'_>,
     ) -> Result<Result<Vec<f32>, DecodeError>, Error> {
-        let decoded = match source {
-            ImageSource::File(path) => self.decode(path),
+        let (decoded, path) = match source {
+            ImageSource::File(path) => (self.decode(path), Some(path)),
             // The bytes are dropped here, before preprocessing: the pixels replace them.
-            ImageSource::Bytes(bytes) => {
-                decode_bytes_scaled(&bytes, &self.limits, self.min_source_side())
-            }
+            ImageSource::Bytes(bytes) => (
+                decode_bytes_scaled(&bytes, &self.limits, self.min_source_side()),
+                None,
+            ),
         };
-        match decoded {
-            Ok(image) => Ok(Ok(self.preprocess(&image)?)),
+        let image = match decoded {
+            Ok(image) => image,
+            Err(err) => return Ok(Err(err)),
+        };
+        // Preprocessing is per-file work on what a decoder made: contained like decoding.
+        match contain(path, "preprocessing", || Ok(self.preprocess(&image))) {
+            Ok(pixels) => Ok(Ok(pixels?)),
             Err(err) => Ok(Err(err)),
         }
     }

@@ -18,6 +18,24 @@ pub enum Error {
     /// The terms of a query cancel out.
     #[error("the query's terms cancel each other out\n\nChange their weights or drop one.")]
     EmptyQuery,
+    /// A query weight that is not a finite number.
+    #[error("query weight {weight} is not a finite number\n\nWeigh terms with ordinary numbers, e.g. `2:beach`.")]
+    BadWeight {
+        /// The weight.
+        weight: f32,
+    },
+    /// A text longer than [`crate::MAX_TEXT_CHARS`].
+    #[error(
+        "text \"{start}...\" is {chars} characters long, over the limit of {}\n\nCLIP reads \
+         only about the first 300 characters of a text; shorten it.",
+        crate::MAX_TEXT_CHARS
+    )]
+    TextTooLong {
+        /// Its first 40 characters.
+        start: String,
+        /// Its length in characters.
+        chars: usize,
+    },
     /// No index where one was expected.
     #[error(
         "{}: no index here\n\nCreate it by opening with OpenMode::Create and ingesting a \

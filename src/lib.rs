@@ -46,7 +46,7 @@ pub mod query;
 mod search;
 mod tag;
 
-pub use clip::{Clip, Embedding, DEFAULT_BATCH_SIZE};
+pub use clip::{Clip, Embedding, DEFAULT_BATCH_SIZE, MAX_TEXT_CHARS};
 pub use decode::DecodeError;
 pub use engine::{Engine, EngineOptions, Failure, ImageHit, OpenMode, Status, TextHit};
 pub use error::Error;

@@ -37,7 +37,8 @@ pub fn hint(err: &Error) -> Option<&'static str> {
 }
 
 /// How the command prints `err` (after `xsearch: `): the library's message with the
-/// command's suggestion in place of the library's, or the whole chain of causes.
+/// command's suggestion in place of the library's, or the chain of causes, each said once
+/// ([`crate::output::error_message`]).
 pub fn render(err: &anyhow::Error) -> String {
     let library = err.chain().next().and_then(|e| e.downcast_ref::<Error>());
     match library.and_then(|e| Some((e, hint(e)?))) {
@@ -47,7 +48,7 @@ pub fn render(err: &anyhow::Error) -> String {
             let what = message.split("\n\n").next().unwrap_or_default();
             format!("{what}\n\n{hint}")
         }
-        None => format!("{err:#}"),
+        None => crate::output::error_message(err),
     }
 }
 

@@ -31,6 +31,7 @@ pub enum Outcome {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    quiet_contained_panics();
     match run(cli) {
         Ok(Outcome::Found) => ExitCode::SUCCESS,
         Ok(Outcome::NothingFound) => ExitCode::from(1),
@@ -40,6 +41,18 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// A decoder's panic on one file is caught by the library and reported as that file's error
+/// (`PATH: the TIFF decoder crashed on this file (...)`); the default hook would print it
+/// first, raw. Every other panic is a bug of ours and still prints as usual.
+fn quiet_contained_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !xsearch::decode::panic_is_contained() {
+            default(info);
+        }
+    }));
 }
 
 fn run(cli: Cli) -> Result<Outcome> {

@@ -665,3 +665,282 @@ fn raw_files_are_indexed_through_their_preview_and_raw_jpeg_pairs_only_once() {
         assert_eq!(summary["failed"], 0, "{flag:?}: {summary}");
     }
 }
+
+// Hostile and careless input (issue #12).
+
+/// Makes a FIFO at `path`.
+fn mkfifo(path: &Path) {
+    let status = Command::new("mkfifo").arg(path).status().unwrap();
+    assert!(status.success());
+}
+
+/// A 300 MB file that costs no disk.
+fn sparse_big_file(path: &Path) {
+    std::fs::File::create(path)
+        .unwrap()
+        .set_len(300_000_000)
+        .unwrap();
+}
+
+#[test]
+fn devices_fifos_and_huge_files_named_on_the_command_line_are_refused_at_once() {
+    let sb = Sandbox::new();
+    let (photos, _) = sb.photos("photos", 3, 31);
+    assert!(sb
+        .run(SHAPES, &["index", photos.to_str().unwrap()])
+        .status
+        .success());
+    let fifo = sb.path("pipe.jpg");
+    mkfifo(&fifo);
+    let big = sb.path("big.jpg");
+    sparse_big_file(&big);
+    let labels = sb.path("labels.txt");
+    std::fs::write(&labels, "a red circle\na blue square\n").unwrap();
+    let cases = [
+        (
+            "/dev/zero".to_owned(),
+            "not a regular file: it is a character device",
+        ),
+        (
+            fifo.display().to_string(),
+            "not a regular file: it is a FIFO (named pipe)",
+        ),
+        (
+            big.display().to_string(),
+            "file is 286 MiB, over the 256 MiB limit for an image",
+        ),
+    ];
+    for (input, reason) in &cases {
+        let expected = format!("xsearch: {input}: {reason}\n");
+        for args in [
+            vec!["query", "--image", input],
+            vec!["embed", "--image", input],
+            vec!["tag", input, "--labels", labels.to_str().unwrap()],
+        ] {
+            let started = std::time::Instant::now();
+            let out = sb.run(SHAPES, &args);
+            assert!(started.elapsed().as_secs() < 20, "{args:?} took too long");
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+            assert_eq!(stderr(&out), expected, "{args:?}");
+        }
+    }
+
+    // In a folder: the FIFO is counted and never opened, the big file is a listed failure.
+    let mut bad = sb.path("photos/sub");
+    std::fs::create_dir_all(&bad).unwrap();
+    mkfifo(&bad.join("pipe.jpg"));
+    bad.push("big.jpg");
+    sparse_big_file(&bad);
+    let out = sb.run(SHAPES, &["index", "--json", photos.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let summary = &json_lines(&out)[0];
+    assert_eq!(
+        (&summary["found"], &summary["failed"], &summary["special"]),
+        (&Value::from(4), &Value::from(1), &Value::from(1)),
+        "{summary}"
+    );
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "xsearch: {}: file is 286 MiB, over the 256 MiB limit for an image\n",
+            bad.display()
+        )
+    );
+}
+
+/// Image paths of a text query's results, best first.
+fn hit_paths(sb: &Sandbox, query: &str) -> Vec<String> {
+    json_lines(&sb.run(SHAPES, &["query", "--json", "-k", "100", query]))
+        .iter()
+        .map(|hit| hit["path"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn files_that_stop_decoding_leave_search_and_counts_until_fixed() {
+    let sb = Sandbox::new();
+    let (photos, items) = sb.photos("photos", 6, 41);
+    assert!(sb
+        .run(SHAPES, &["index", photos.to_str().unwrap()])
+        .status
+        .success());
+    let file = |i: usize| photos.join(&items[i].file);
+    let original = std::fs::read(file(0)).unwrap();
+    std::fs::write(file(0), b"").unwrap(); // emptied
+    let bytes = std::fs::read(file(1)).unwrap();
+    std::fs::write(file(1), &bytes[..bytes.len() / 2]).unwrap(); // truncated
+    std::fs::write(file(2), [9u8; 77]).unwrap(); // replaced by garbage
+    std::fs::remove_file(file(3)).unwrap(); // deleted
+    let out = sb.run(SHAPES, &["index", "--json", photos.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let summary = &json_lines(&out)[0];
+    assert_eq!(
+        (
+            &summary["failed"],
+            &summary["removed"],
+            &summary["unchanged"]
+        ),
+        (&Value::from(3), &Value::from(1), &Value::from(2)),
+        "{summary}"
+    );
+    let status = json_lines(&sb.run(SHAPES, &["status", "--json"])).remove(0);
+    assert_eq!(status["images"], 2, "{status}");
+    let failed: Vec<String> = status["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap().to_owned())
+        .collect();
+    let names = |range: std::ops::Range<usize>| -> Vec<String> {
+        let mut names: Vec<String> = range.map(|i| file(i).display().to_string()).collect();
+        names.sort();
+        names
+    };
+    assert_eq!(failed, names(0..3));
+    let mut found = hit_paths(&sb, "a red circle");
+    found.sort();
+    assert_eq!(found, names(4..6));
+
+    // Fixed: indexed again, its failure gone; gone: its failure forgotten.
+    std::fs::write(file(0), &original).unwrap();
+    std::fs::remove_file(file(1)).unwrap();
+    let out = sb.run(SHAPES, &["index", "--json", photos.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let status = json_lines(&sb.run(SHAPES, &["status", "--json"])).remove(0);
+    assert_eq!(status["images"], 3, "{status}");
+    assert_eq!(status["failures"].as_array().unwrap().len(), 1, "{status}");
+    assert_eq!(status["failures"][0]["path"], file(2).display().to_string());
+    let mut found = hit_paths(&sb, "a red circle");
+    found.sort();
+    let mut expected = names(4..6);
+    expected.insert(0, file(0).display().to_string());
+    expected.sort();
+    assert_eq!(found, expected);
+}
+
+#[cfg(unix)]
+#[test]
+fn names_that_are_not_utf8_stay_distinct_and_exact() {
+    use std::os::unix::ffi::OsStrExt;
+    let sb = Sandbox::new();
+    let (photos, items) = sb.photos("photos", 2, 51);
+    let dir = sb.path("odd");
+    std::fs::create_dir_all(&dir).unwrap();
+    let base = dir.display().to_string();
+    let raw = |byte: u8| {
+        let mut raw = format!("{base}/c").into_bytes();
+        raw.extend([byte, b'.', b'p', b'n', b'g']);
+        raw
+    };
+    for (i, byte) in [0xe9u8, 0xe8].into_iter().enumerate() {
+        let path = raw(byte);
+        std::fs::copy(
+            photos.join(&items[i].file),
+            std::ffi::OsStr::from_bytes(&path),
+        )
+        .unwrap();
+    }
+    assert!(sb
+        .run(SHAPES, &["index", dir.to_str().unwrap()])
+        .status
+        .success());
+    let hits = json_lines(&sb.run(SHAPES, &["query", "--json", "a shape"]));
+    let mut seen: Vec<(String, Vec<u8>)> = hits
+        .iter()
+        .map(|hit| {
+            let bytes = base64_decode(hit["path_bytes"].as_str().unwrap());
+            (hit["path"].as_str().unwrap().to_owned(), bytes)
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            (format!("{base}/c\\xE8.png"), raw(0xe8)),
+            (format!("{base}/c\\xE9.png"), raw(0xe9)),
+        ]
+    );
+    let text = stdout(&sb.run(SHAPES, &["query", "a shape"]));
+    assert!(text.contains(&format!("{base}/c\\xE8.png")), "{text}");
+    assert!(text.contains(&format!("{base}/c\\xE9.png")), "{text}");
+}
+
+fn base64_decode(text: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .unwrap()
+}
+
+#[test]
+fn absurd_numbers_are_bounded() {
+    let sb = Sandbox::new();
+    let (photos, _) = sb.photos("photos", 5, 61);
+    assert!(sb
+        .run(SHAPES, &["index", photos.to_str().unwrap()])
+        .status
+        .success());
+    for k in ["18446744073709551615", "4294967296", "1000000000"] {
+        let out = sb.run(SHAPES, &["query", "--json", "-k", k, "a red circle"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(json_lines(&out).len(), 5);
+        assert_eq!(
+            stderr(&out),
+            format!("xsearch: -k {k}: showing at most 10000 results\n")
+        );
+    }
+    let scores = |query: &str| -> Vec<(String, f64)> {
+        let out = sb.run(SHAPES, &["query", "--json", query]);
+        assert!(out.status.success(), "{query}: {}", stderr(&out));
+        json_lines(&out)
+            .iter()
+            .map(|h| {
+                (
+                    h["path"].as_str().unwrap().to_owned(),
+                    h["score"].as_f64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let plain = scores("circle");
+    assert!(plain.iter().all(|(_, s)| s.is_finite() && *s != 0.0));
+    assert_eq!(scores("1e20:circle"), plain);
+    assert_eq!(scores("1e-15:circle"), plain);
+}
+
+#[test]
+fn texts_over_the_length_limit_are_refused_by_line_and_the_rest_added() {
+    let sb = Sandbox::new();
+    let file = sb.path("texts.txt");
+    let long = "a red circle ".repeat(100);
+    std::fs::write(&file, format!("a red circle\n{long}\na blue square\n")).unwrap();
+    let out = sb.run(SHAPES, &["texts", "add", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.starts_with(&format!(
+            "xsearch: {}: text 2 is 1299 characters long, over the limit of 1000; skipped\n",
+            file.display()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.ends_with("added 2 new texts (0 already present); the text collection holds 2\n"),
+        "{err}"
+    );
+
+    let out = sb.run(SHAPES, &["query", "--texts", &long]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("is 1299 characters long, over the limit of 1000"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = sb.run(SHAPES, &["texts", "add", "/dev/zero"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out),
+        "xsearch: /dev/zero: more than 64 MiB of text, over the limit\n\nSplit it into smaller files.\n"
+    );
+}

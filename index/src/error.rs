@@ -87,7 +87,7 @@ pub enum IndexError {
         key: String,
     },
     /// The sled store failed.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {}", path.display(), store_message(source))]
     Store {
         /// The store directory.
         path: PathBuf,
@@ -129,10 +129,48 @@ impl IndexError {
         }
     }
 
+    /// The kind of the system error behind this one, if it is one: lets a program say "the
+    /// disk is full" in words (`StorageFull`) whether the store or a segment file hit it.
+    pub fn io_kind(&self) -> Option<std::io::ErrorKind> {
+        match self {
+            IndexError::Io { source, .. } => Some(source.kind()),
+            IndexError::Store {
+                source: sled::Error::Io(io),
+                ..
+            } => Some(io.kind()),
+            _ => None,
+        }
+    }
+
+    /// The file or directory the error is about.
+    pub fn path(&self) -> Option<&std::path::Path> {
+        match self {
+            IndexError::Locked { path }
+            | IndexError::NotAnIndex { path }
+            | IndexError::NoView { path }
+            | IndexError::ModelMismatch { path, .. }
+            | IndexError::Incompatible { path, .. }
+            | IndexError::Corrupt { path, .. }
+            | IndexError::Store { path, .. }
+            | IndexError::Io { path, .. }
+            | IndexError::Segment { path, .. } => Some(path),
+            IndexError::Dimension { .. } | IndexError::NonFinite { .. } => None,
+        }
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         IndexError::Io {
             path: path.into(),
             source,
         }
+    }
+}
+
+/// sled's words for its error, except that a system error is said as the system says it
+/// (sled prints its debug form, `Os { code: 28, kind: StorageFull, .. }`).
+fn store_message(error: &sled::Error) -> String {
+    match error {
+        sled::Error::Io(io) => io.to_string(),
+        other => other.to_string(),
     }
 }

@@ -191,6 +191,21 @@ impl Index {
         Ok(old.is_some())
     }
 
+    /// The recorded failure of `key`, if any.
+    pub fn failure(&self, key: &[u8]) -> Result<Option<Failure>, IndexError> {
+        let Some(bytes) = self
+            .failures
+            .get(key)
+            .map_err(|e| IndexError::store(&self.path, e))?
+        else {
+            return Ok(None);
+        };
+        decode(&bytes).map(Some).map_err(|e| IndexError::Corrupt {
+            path: self.path.clone(),
+            what: format!("failures: {e}"),
+        })
+    }
+
     /// Every recorded failure, in key order.
     pub fn failures(&self) -> Result<Vec<(Vec<u8>, Failure)>, IndexError> {
         self.failures

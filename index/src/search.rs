@@ -37,6 +37,8 @@ pub(crate) fn search(
     filter: Option<KeyFilter<'_>>,
 ) -> Result<Vec<Hit>, IndexError> {
     check_vector(source.dim(), "query", query)?;
+    // `k` comes from users: never more slots than there are records to fill them.
+    let k = k.min(source.live_count());
     if k == 0 {
         return Ok(Vec::new());
     }
@@ -80,6 +82,8 @@ pub(crate) fn exact_search(
     filter: Option<KeyFilter<'_>>,
 ) -> Result<Vec<Hit>, IndexError> {
     check_vector(source.dim(), "query", query)?;
+    // `k` comes from users: never more slots than there are records to fill them.
+    let k = k.min(source.live_count());
     if k == 0 {
         return Ok(Vec::new());
     }

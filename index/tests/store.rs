@@ -403,9 +403,35 @@ fn failures_are_recorded_and_cleared() {
     assert_eq!(failures[0].0, b"/p/bad.jpg");
     assert_eq!(failures[0].1.reason, "invalid JPEG marker");
     assert!(failures[0].1.time_s > 1_600_000_000);
+    assert_eq!(
+        index.failure(b"/p/big.png").unwrap().unwrap().reason,
+        "image too large"
+    );
+    assert!(index.failure(b"/p/none.png").unwrap().is_none());
     assert!(index.clear_failure(b"/p/bad.jpg").unwrap());
     assert!(!index.clear_failure(b"/p/bad.jpg").unwrap());
     assert_eq!(index.stats().unwrap().failures, 1);
+}
+
+#[test]
+fn a_huge_k_allocates_nothing_and_returns_every_record() {
+    let dir = tempfile::tempdir().unwrap();
+    for options in [IndexOptions::default(), graph_options()] {
+        let index = Index::open_with(
+            dir.path().join(format!("{}", options.exact_threshold)),
+            &spec(),
+            options,
+        )
+        .unwrap();
+        index.images().upsert_batch(entries(0..40)).unwrap();
+        for k in [usize::MAX, 1 << 32, 1_000_000_000] {
+            let hits = index.images().search(&unit(3), k, None).unwrap();
+            assert_eq!(hits.len(), 40, "k = {k}");
+            assert_eq!(hits[0].key, b"/p/0003.jpg");
+            let exact = index.images().exact_search(&unit(3), k, None).unwrap();
+            assert_eq!(exact.len(), 40);
+        }
+    }
 }
 
 #[test]

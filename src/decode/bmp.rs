@@ -39,6 +39,10 @@ pub(super) fn rewrite(bytes: &[u8]) -> Option<(Vec<u8>, bool)> {
         let extra = (OS2_V2_HEADER - WINDOWS_HEADER) as usize;
         let info_end = HEADER_SIZE + WINDOWS_HEADER as usize;
         let pixels = u32_at(PIXELS_OFFSET)?.checked_sub(extra as u32)?;
+        // A file cut short inside the OS/2 header is left to `image`, which refuses it.
+        if out.len() < info_end + extra {
+            return None;
+        }
         out.drain(info_end..info_end + extra).for_each(drop);
         out[HEADER_SIZE..HEADER_SIZE + 4].copy_from_slice(&WINDOWS_HEADER.to_le_bytes());
         out[PIXELS_OFFSET..PIXELS_OFFSET + 4].copy_from_slice(&pixels.to_le_bytes());

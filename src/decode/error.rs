@@ -4,6 +4,8 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use super::read::human_size;
+
 /// Why an image could not be decoded. Each variant names the file (`None` for in-memory bytes).
 ///
 /// Displays as `PATH: REASON` (`<memory>: REASON` for in-memory bytes); [`DecodeError::reason`]
@@ -46,6 +48,32 @@ pub enum DecodeError {
         /// The limit it exceeds, in words.
         limit: String,
     },
+    /// Not a regular file: a device, a FIFO, a socket or a directory, which is never read.
+    NotAFile {
+        /// The file.
+        path: Option<PathBuf>,
+        /// What it is, in words ("a character device").
+        kind: &'static str,
+    },
+    /// The file is larger than [`max_file_bytes`](super::DecodeLimits::max_file_bytes); nothing of it was kept.
+    FileTooLarge {
+        /// The file.
+        path: Option<PathBuf>,
+        /// Its size (or the bytes read before it passed the limit, when it grew meanwhile).
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// A decoder (or another stage of decoding this one file) panicked. The panic was
+    /// contained: the file is refused, everything else goes on.
+    Crashed {
+        /// The file.
+        path: Option<PathBuf>,
+        /// What crashed, in words ("the TIFF decoder").
+        stage: String,
+        /// The panic's message.
+        message: String,
+    },
     /// The data is damaged or cut short.
     Corrupt {
         /// The file.
@@ -64,6 +92,9 @@ impl DecodeError {
             | Self::UnknownFormat { path }
             | Self::Unsupported { path, .. }
             | Self::TooLarge { path, .. }
+            | Self::NotAFile { path, .. }
+            | Self::FileTooLarge { path, .. }
+            | Self::Crashed { path, .. }
             | Self::Corrupt { path, .. } => path.as_deref(),
         }
     }
@@ -77,6 +108,9 @@ impl DecodeError {
             | Self::UnknownFormat { path: p }
             | Self::Unsupported { path: p, .. }
             | Self::TooLarge { path: p, .. }
+            | Self::NotAFile { path: p, .. }
+            | Self::FileTooLarge { path: p, .. }
+            | Self::Crashed { path: p, .. }
             | Self::Corrupt { path: p, .. } => *p = path,
         }
         self
@@ -98,6 +132,15 @@ impl DecodeError {
                 limit,
                 ..
             } => format!("image is {width}x{height}, above the {limit}"),
+            Self::NotAFile { kind, .. } => format!("not a regular file: it is {kind}"),
+            Self::FileTooLarge { size, limit, .. } => format!(
+                "file is {}, over the {} limit for an image",
+                human_size(*size),
+                human_size(*limit)
+            ),
+            Self::Crashed { stage, message, .. } => {
+                format!("{stage} crashed on this file ({message})")
+            }
             Self::Corrupt { message, .. } => format!("corrupt or truncated image: {message}"),
         }
     }

@@ -16,6 +16,10 @@ pub struct DecodeLimits {
     /// Largest decoded buffer, and bound on the decoder's own allocations, in bytes.
     /// Default 2 GiB (268 megapixels of 8-bit RGB is 805 MB; 16-bit RGBA doubles it twice).
     pub max_alloc: u64,
+    /// Largest accepted file, in bytes, checked from its size before it is read. Default
+    /// 256 MiB: the largest camera files (100-megapixel TIFFs) are about half that, and
+    /// anything larger is read into memory whole for nothing.
+    pub max_file_bytes: u64,
 }
 
 impl Default for DecodeLimits {
@@ -25,6 +29,7 @@ impl Default for DecodeLimits {
             max_height: 65_535,
             max_pixels: 1 << 28,
             max_alloc: 2 << 30,
+            max_file_bytes: 256 << 20,
         }
     }
 }

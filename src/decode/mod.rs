@@ -18,6 +18,9 @@
 //!   run time when the system has it (`tiff.rs`, `libtiff.rs`).
 //! - Camera RAW files (DNG, CR2, CR3, NEF, ARW, RAF, ORF, RW2, PEF) decode to their largest
 //!   embedded JPEG preview, turned as the RAW says (`raw/`).
+//! - Only regular files are read, no larger than [`DecodeLimits::max_file_bytes`], and the
+//!   read is bounded ([`read_file`]): devices, FIFOs and huge files cost nothing.
+//! - A decoder that panics on a file fails that file only ([`contain`]).
 //! - A JPEG cut short is an error, as in Pillow, not a half-grey picture: the JPEG decoder
 //!   pads missing data silently, so the marker structure is checked for its end first.
 //! - A caller that only needs a small picture (the model's preprocessing) can say so with
@@ -31,6 +34,7 @@
 //!   is also where every error comes from.
 
 mod bmp;
+mod contain;
 mod error;
 pub mod format;
 mod heif;
@@ -39,6 +43,7 @@ mod jxl;
 mod libtiff;
 mod limits;
 mod raw;
+mod read;
 mod tiff;
 
 use std::io::{self, Cursor};
@@ -46,8 +51,10 @@ use std::path::{Path, PathBuf};
 
 use image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader};
 
+pub use contain::{contain, panic_is_contained};
 pub use error::DecodeError;
 pub use limits::DecodeLimits;
+pub use read::{read_file, special_kind};
 
 /// Decode the image file at `path`: format from its content, within `limits`, EXIF orientation
 /// applied, first frame of an animation.
@@ -61,11 +68,8 @@ fn decode_file_with(
     min_side: Option<u32>,
 ) -> Result<DynamicImage, DecodeError> {
     // Whole-file reads: the JPEG decoder buffers its whole input anyway, and the compressed
-    // file is small next to the pixels it decodes to.
-    let bytes = std::fs::read(path).map_err(|source| DecodeError::Io {
-        path: Some(path.to_path_buf()),
-        source,
-    })?;
+    // file is small next to the pixels it decodes to. The read is bounded (`read_file`).
+    let bytes = read_file(path, limits)?;
     decode(&bytes, limits, Some(path), min_side)
 }
 
@@ -95,7 +99,36 @@ pub fn decode_bytes_scaled(
     decode(bytes, limits, None, Some(min_side))
 }
 
+/// Every decode goes through here, whole inside [`contain`]: a panic anywhere in it (format
+/// detection, any decoder, orientation) is that file's error.
 fn decode(
+    bytes: &[u8],
+    limits: &DecodeLimits,
+    path: Option<&Path>,
+    min_side: Option<u32>,
+) -> Result<DynamicImage, DecodeError> {
+    let stage = if raw::is_raw(bytes) {
+        "the RAW preview decoder".to_owned()
+    } else {
+        match image::guess_format(bytes) {
+            Ok(format) => format!("the {} decoder", format_name(format)),
+            Err(_) => "the image decoder".to_owned(),
+        }
+    };
+    contain(path, &stage, || {
+        decode_uncontained(bytes, limits, path, min_side)
+    })
+}
+
+/// A format's name as people write it.
+fn format_name(format: ImageFormat) -> String {
+    match format {
+        ImageFormat::WebP => "WebP".to_owned(),
+        other => format!("{other:?}").to_uppercase(),
+    }
+}
+
+fn decode_uncontained(
     bytes: &[u8],
     limits: &DecodeLimits,
     path: Option<&Path>,
@@ -184,6 +217,14 @@ fn decode_with_image(
     };
     if let Some(limit) = limits.exceeded(width, height, decoder.total_bytes()) {
         return Err(too_large(limit));
+    }
+    // Some decoders accept a header of zero width or height; nothing downstream can use
+    // an image without pixels (resizing it divides by its size).
+    if width == 0 || height == 0 {
+        return Err(DecodeError::Corrupt {
+            path: path(),
+            message: format!("the header says the image is {width}x{height}"),
+        });
     }
     decoder
         .set_limits(limits.image_limits())

@@ -18,6 +18,7 @@ use rayon::prelude::*;
 use xsearch_index::{Entry, FileStamp, Index};
 
 use crate::clip::{ImageSource, DEFAULT_BATCH_SIZE};
+use crate::decode::read_file;
 use crate::ingest::walk::{distinct_roots, walk, Candidate, Found, RawPairs, WalkOptions};
 use crate::keys::{key_path, path_key};
 use crate::{Clip, Error};
@@ -148,10 +149,14 @@ pub struct IngestSummary {
     pub reused: usize,
     /// Files that were indexed but are gone from disk, removed from the index.
     pub removed: usize,
-    /// Files and folders skipped with an error (listed by `xsearch status`).
+    /// Files and folders skipped with an error (listed by `xsearch status`), including files
+    /// whose earlier failure is still recorded and that have not changed since.
     pub failed: usize,
     /// Video files found and skipped (counted, not recorded as failures).
     pub videos: usize,
+    /// Special files skipped without being opened: FIFOs, sockets, devices, and symbolic links
+    /// that lead nowhere.
+    pub special: usize,
 }
 
 /// Indexes the image files under `roots` (folders or files) into `index`.
@@ -172,11 +177,19 @@ pub(crate) fn ingest(
     for found in walk(&roots, options.walk()) {
         match found {
             Ok(Found::Video(_)) => summary.videos += 1,
+            Ok(Found::Special { .. }) => summary.special += 1,
             Ok(Found::Image(candidate)) => {
                 summary.found += 1;
                 match needs_work(index, &candidate)? {
-                    Some(_) => pending += 1,
-                    None => summary.unchanged += 1,
+                    Work::New | Work::Changed => pending += 1,
+                    Work::Unchanged => summary.unchanged += 1,
+                    Work::KnownFailure(reason) => {
+                        summary.failed += 1;
+                        observer.event(IngestEvent::Skipped {
+                            path: &candidate.path,
+                            reason: &reason,
+                        });
+                    }
                 }
             }
             Err(err) => {
@@ -197,11 +210,12 @@ pub(crate) fn ingest(
         let work = walk(&roots, options.walk())
             .filter_map(|found| match found {
                 Ok(Found::Image(candidate)) => Some(candidate),
-                Ok(Found::Video(_)) | Err(_) => None,
+                Ok(Found::Video(_) | Found::Special { .. }) | Err(_) => None,
             })
             .filter_map(|candidate| match needs_work(index, &candidate) {
-                Ok(Some(updated)) => Some(Ok((candidate, updated))),
-                Ok(None) => None,
+                Ok(Work::New) => Some(Ok((candidate, false))),
+                Ok(Work::Changed) => Some(Ok((candidate, true))),
+                Ok(Work::Unchanged | Work::KnownFailure(_)) => None,
                 Err(e) => Some(Err(e)),
             });
         embed(clip, index, work, options, observer, &mut summary)?;
@@ -211,15 +225,41 @@ pub(crate) fn ingest(
     Ok(summary)
 }
 
-/// `None` when the file is indexed with the same size and modification time; otherwise
-/// whether it is indexed at all (a changed file) or new.
-fn needs_work(index: &Index, candidate: &Candidate) -> Result<Option<bool>, Error> {
-    let previous = index.images().get(&path_key(&candidate.path))?;
-    let unchanged = previous
-        .as_ref()
-        .and_then(|r| r.file.as_ref())
-        .is_some_and(|f| f.size == candidate.size && f.mtime_ns == candidate.mtime_ns);
-    Ok((!unchanged).then_some(previous.is_some()))
+/// What a walked file needs.
+enum Work {
+    /// Not indexed yet.
+    New,
+    /// Indexed, but its size or modification time changed.
+    Changed,
+    /// Indexed with the same size and modification time.
+    Unchanged,
+    /// It failed before (this reason), and has not been modified since.
+    KnownFailure(String),
+}
+
+fn needs_work(index: &Index, candidate: &Candidate) -> Result<Work, Error> {
+    let key = path_key(&candidate.path);
+    if let Some(previous) = index.images().get(&key)? {
+        let unchanged = previous
+            .file
+            .as_ref()
+            .is_some_and(|f| f.size == candidate.size && f.mtime_ns == candidate.mtime_ns);
+        return Ok(if unchanged {
+            Work::Unchanged
+        } else {
+            Work::Changed
+        });
+    }
+    // A failure is not retried until the file changes: a file that crashes a decoder would
+    // otherwise cost every run the crash again. The failure keeps its time, not the file's
+    // stamp, so "changed" is a modification time from a second at least after the failure's
+    // (a change within the same second is retried, to be safe).
+    Ok(match index.failure(&key)? {
+        Some(failure) if candidate.mtime_ns.div_euclid(1_000_000_000) < failure.time_s as i64 => {
+            Work::KnownFailure(failure.reason)
+        }
+        _ => Work::New,
+    })
 }
 
 /// A file the producer could not turn into pixels for the tower, and why.
@@ -297,10 +337,12 @@ fn prepare(
         hash: Vec::new(),
         prepared: Err(NoPixels::Failed(String::new())),
     };
-    let bytes = match std::fs::read(&file.candidate.path) {
+    let path = &file.candidate.path;
+    let bytes = match read_file(path, clip.decode_limits()) {
         Ok(bytes) => bytes,
+        // The record is keyed by the path: store the reason alone.
         Err(err) => {
-            file.prepared = Err(NoPixels::Failed(format!("cannot read: {err}")));
+            file.prepared = Err(NoPixels::Failed(err.reason()));
             return Ok(file);
         }
     };
@@ -332,6 +374,7 @@ fn commit(
     let vectors = clip.embed_slots(slots)?;
     let mut entries = Vec::with_capacity(files.len());
     let mut succeeded = Vec::with_capacity(files.len());
+    let mut stale = Vec::new();
     for ((candidate, updated, hash), vector) in files.into_iter().zip(vectors) {
         let key = path_key(&candidate.path);
         let vector = match vector {
@@ -343,6 +386,11 @@ fn commit(
             Err(NoPixels::Failed(reason)) => {
                 summary.failed += 1;
                 index.record_failure(&key, &reason)?;
+                if updated {
+                    // It was indexed, and no longer decodes: its old vector must not answer
+                    // searches for a picture that is not there any more.
+                    stale.push(key);
+                }
                 observer.event(IngestEvent::Skipped {
                     path: &candidate.path,
                     reason: &reason,
@@ -368,6 +416,9 @@ fn commit(
     }
     let files = entries.len();
     index.images().upsert_batch(entries)?;
+    if !stale.is_empty() {
+        index.images().remove(&stale)?;
+    }
     for key in &succeeded {
         index.clear_failure(key)?;
     }
@@ -375,15 +426,24 @@ fn commit(
     Ok(())
 }
 
-/// Removes the records of files under `roots` that are no longer on disk. A root that is
-/// missing altogether (an unplugged drive) prunes nothing: its photos are not gone.
+/// Removes the records of files under `roots` that are no longer on disk, and forgets their
+/// failures. A root that is missing altogether (an unplugged drive) prunes nothing: its photos
+/// are not gone.
 fn prune(index: &Index, roots: &[PathBuf]) -> Result<usize, Error> {
     let present: Vec<&PathBuf> = roots.iter().filter(|r| r.exists()).collect();
+    let is_gone = |key: &[u8]| {
+        let path = key_path(key);
+        present.iter().any(|root| path.starts_with(root)) && !path.is_file()
+    };
+    for (key, _) in index.failures()? {
+        if is_gone(&key) {
+            index.clear_failure(&key)?;
+        }
+    }
     let mut gone = Vec::new();
     for item in index.images().iter() {
         let (key, _) = item?;
-        let path = key_path(&key);
-        if present.iter().any(|root| path.starts_with(root)) && !path.is_file() {
+        if is_gone(&key) {
             gone.push(key);
         }
     }

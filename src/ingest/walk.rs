@@ -9,6 +9,9 @@
 //!   or an unknown extension and its first bytes are an image signature. Videos (by extension
 //!   or signature) are found so that the summary can count them; other files (sidecars,
 //!   documents) are ignored without a word.
+//! - Special files (FIFOs, sockets, devices) and symbolic links that lead nowhere are never
+//!   opened (a FIFO would block the walk, a device never ends): they are yielded as
+//!   [`Found::Special`] so the run can count them.
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -38,6 +41,14 @@ pub enum Found {
     Image(Candidate),
     /// A video file (by extension, or by content for unknown extensions): only counted.
     Video(PathBuf),
+    /// A file that is not a regular file (FIFO, socket, device) or a symbolic link to nothing:
+    /// skipped without being opened.
+    Special {
+        /// The entry.
+        path: PathBuf,
+        /// What it is, in words ("a FIFO (named pipe)").
+        kind: &'static str,
+    },
 }
 
 /// Something the walk could not look at; the walk goes on.
@@ -71,8 +82,8 @@ pub enum RawPairs {
     Both,
 }
 
-/// Walks `roots` (folders or single files) in a stable order, yielding image candidates, videos
-/// and the errors met on the way.
+/// Walks `roots` (folders or single files) in a stable order, yielding image candidates,
+/// videos, special files and the errors met on the way.
 pub fn walk(
     roots: &[PathBuf],
     options: WalkOptions,
@@ -96,7 +107,7 @@ pub fn walk(
                         candidate(entry.path()).transpose()
                     }
                 }
-                Ok(_) => None,
+                Ok(entry) => special(&entry).map(Ok),
                 Err(err) => Some(Err(walk_error(&err, root))),
             })
     })
@@ -194,6 +205,28 @@ fn walk_error(err: &walkdir::Error, root: &Path) -> WalkError {
     WalkError { path, reason }
 }
 
+/// A walked entry that is neither a regular file nor a folder (nor, when links are not
+/// followed, a link to one of them): FIFOs, sockets, devices and dangling links. A link that
+/// leads somewhere is not followed unless asked, as before, and is not special.
+fn special(entry: &walkdir::DirEntry) -> Option<Found> {
+    let kind = entry.file_type();
+    if kind.is_dir() {
+        return None;
+    }
+    let kind = if kind.is_symlink() {
+        match std::fs::metadata(entry.path()) {
+            Err(_) => "a symbolic link that leads nowhere",
+            Ok(_) => return None,
+        }
+    } else {
+        crate::decode::special_kind(&entry.metadata().ok()?)?
+    };
+    Some(Found::Special {
+        path: entry.path().to_path_buf(),
+        kind,
+    })
+}
+
 /// `Ok(None)` when the file is neither an image candidate nor a video.
 fn candidate(path: &Path) -> Result<Option<Found>, WalkError> {
     match format::by_extension(path).or_else(|| signature(path)) {
@@ -261,6 +294,7 @@ mod tests {
             match item {
                 Found::Image(candidate) => found.push(candidate),
                 Found::Video(path) => videos.push(path),
+                special => panic!("{special:?}"),
             }
         }
         assert_eq!(
@@ -296,7 +330,7 @@ mod tests {
             let found: Vec<Candidate> = walk(std::slice::from_ref(&root), options)
                 .map(|item| match item.unwrap() {
                     Found::Image(candidate) => candidate,
-                    Found::Video(path) => panic!("no videos here: {}", path.display()),
+                    other => panic!("only images here: {other:?}"),
                 })
                 .collect();
             names(&found, &root)
@@ -342,6 +376,46 @@ mod tests {
             errors[0]
         );
         assert_eq!(followed.iter().filter(|r| r.is_ok()).count(), 1);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn fifos_and_dangling_links_are_yielded_as_special_without_being_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::path::absolute(dir.path()).unwrap();
+        std::fs::write(root.join("a.png"), PNG_MAGIC).unwrap();
+        let status = std::process::Command::new("mkfifo")
+            .arg(root.join("pipe.jpg"))
+            .status()
+            .unwrap();
+        assert!(status.success());
+        std::os::unix::fs::symlink(root.join("gone.jpg"), root.join("dangling.jpg")).unwrap();
+        std::os::unix::fs::symlink(root.join("a.png"), root.join("link.png")).unwrap();
+        let found: Vec<Found> = walk(std::slice::from_ref(&root), WalkOptions::default())
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let kinds: Vec<(String, &str)> = found
+            .iter()
+            .map(|f| match f {
+                Found::Image(c) => (names(std::slice::from_ref(c), &root)[0].clone(), "image"),
+                Found::Special { path, kind } => (
+                    path.strip_prefix(&root).unwrap().display().to_string(),
+                    *kind,
+                ),
+                Found::Video(path) => panic!("no videos here: {}", path.display()),
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("a.png".to_owned(), "image"),
+                (
+                    "dangling.jpg".to_owned(),
+                    "a symbolic link that leads nowhere"
+                ),
+                ("pipe.jpg".to_owned(), "a FIFO (named pipe)"),
+            ]
+        );
     }
 
     #[test]

@@ -96,22 +96,129 @@ impl Query {
             }
         }
         let mut image_vectors = clip.embed_images(&images)?.into_iter();
-        let mut sum = vec![0f32; clip.embed_dim()];
-        for t in &self.terms {
-            let vector = match t.term {
-                Term::Text(_) => text_vectors.next(),
-                _ => image_vectors.next(),
-            }
-            .expect("one embedding per term");
-            for (s, v) in sum.iter_mut().zip(vector) {
-                *s += t.weight * v;
+        let weighted: Vec<(f32, Embedding)> = self
+            .terms
+            .iter()
+            .map(|t| {
+                let vector = match t.term {
+                    Term::Text(_) => text_vectors.next(),
+                    _ => image_vectors.next(),
+                };
+                (t.weight, vector.expect("one embedding per term"))
+            })
+            .collect();
+        weighted_sum(&weighted, clip.embed_dim())
+    }
+}
+
+/// The normalised weighted sum of unit vectors; [`Error::EmptyQuery`] when the weights are all
+/// zero or the terms cancel out, [`Error::BadWeight`] for a weight that is not finite.
+///
+/// Weights are divided by the largest |weight| first: the sum then stays within a few units
+/// whatever their scale, so `1e20:cat` cannot overflow and `1e-15:cat` does not vanish below
+/// the cancellation threshold, and both mean the same as `cat`. Only the direction of the sum
+/// matters, and scaling every weight by the same factor does not change it.
+pub fn weighted_sum(terms: &[(f32, Embedding)], dim: usize) -> Result<Embedding, Error> {
+    if let Some(&(weight, _)) = terms.iter().find(|(w, _)| !w.is_finite()) {
+        return Err(Error::BadWeight { weight });
+    }
+    let largest = terms.iter().map(|(w, _)| w.abs()).fold(0f32, f32::max);
+    if largest == 0.0 {
+        return Err(Error::EmptyQuery);
+    }
+    let mut sum = vec![0f64; dim];
+    for (weight, vector) in terms {
+        let weight = f64::from(*weight) / f64::from(largest);
+        for (s, v) in sum.iter_mut().zip(vector) {
+            *s += weight * f64::from(*v);
+        }
+    }
+    let norm = sum.iter().map(|v| v * v).sum::<f64>().sqrt();
+    // Relative to the largest weight, now 1: terms that cancel to a millionth of it are noise.
+    if norm < 1e-6 {
+        return Err(Error::EmptyQuery);
+    }
+    Ok(sum.iter().map(|v| (v / norm) as f32).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn unit(v: &[f32]) -> Embedding {
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.iter().map(|x| x / norm).collect()
+    }
+
+    #[test]
+    fn extreme_weights_on_one_term_are_that_term() {
+        let cat = unit(&[3.0, 4.0, 0.0]);
+        for weight in [1e-15, 1e-30, 1.0, 1e20, f32::MAX, -f32::MAX] {
+            let sum = weighted_sum(&[(weight, cat.clone())], 3).unwrap();
+            let sign = weight.signum();
+            assert_eq!(
+                sum,
+                cat.iter().map(|x| sign * x).collect::<Vec<_>>(),
+                "{weight}"
+            );
+        }
+    }
+
+    #[test]
+    fn weights_that_are_zero_cancel_or_not_finite_are_refused() {
+        let cat = unit(&[1.0, 0.0]);
+        assert!(matches!(
+            weighted_sum(&[(0.0, cat.clone())], 2),
+            Err(Error::EmptyQuery)
+        ));
+        assert!(matches!(
+            weighted_sum(&[(2.0, cat.clone()), (-2.0, cat.clone())], 2),
+            Err(Error::EmptyQuery)
+        ));
+        for weight in [f32::NAN, f32::INFINITY] {
+            assert!(matches!(
+                weighted_sum(&[(weight, cat.clone())], 2),
+                Err(Error::BadWeight { .. })
+            ));
+        }
+    }
+
+    fn vectors() -> impl Strategy<Value = Vec<(f32, Embedding)>> {
+        let term = (
+            prop_oneof![-1e30f32..1e30, -1.0f32..1.0, -1e-30f32..1e-30],
+            prop::collection::vec(-1.0f32..1.0, 4),
+        )
+            .prop_filter("a vector with a direction", |(_, v)| {
+                v.iter().any(|x| x.abs() > 1e-3)
+            })
+            .prop_map(|(w, v)| (w, unit(&v)));
+        prop::collection::vec(term, 1..5)
+    }
+
+    proptest! {
+        #[test]
+        fn the_sum_is_a_unit_vector_whose_direction_ignores_a_common_scale(
+            terms in vectors(),
+            scale in prop_oneof![1e-20f32..1e-10, 0.5f32..2.0, 1e10f32..1e20],
+        ) {
+            let Ok(sum) = weighted_sum(&terms, 4) else {
+                return Ok(()); // cancelled out
+            };
+            prop_assert!(sum.iter().all(|x| x.is_finite()));
+            let norm = sum.iter().map(|x| x * x).sum::<f32>().sqrt();
+            prop_assert!((norm - 1.0).abs() < 1e-5, "norm {norm}");
+            let scaled: Vec<(f32, Embedding)> =
+                terms.iter().map(|(w, v)| (w * scale, v.clone())).collect();
+            // A weight scaled into the subnormals or to zero changes the query: skip those.
+            prop_assume!(scaled.iter().zip(&terms).all(|((s, _), (w, _))| {
+                *w == 0.0 || (s.is_normal() && ((s / scale) / w - 1.0).abs() < 1e-6)
+            }));
+            let again = weighted_sum(&scaled, 4).unwrap();
+            for (a, b) in sum.iter().zip(&again) {
+                prop_assert!((a - b).abs() < 1e-5, "{sum:?} vs {again:?}");
             }
         }
-        let norm = sum.iter().map(|v| v * v).sum::<f32>().sqrt();
-        if norm < 1e-6 {
-            return Err(Error::EmptyQuery);
-        }
-        sum.iter_mut().for_each(|v| *v /= norm);
-        Ok(sum)
     }
 }

@@ -140,6 +140,31 @@ mod tests {
         assert_eq!(show(&q), ["1*text(missing.jpg)", "1*text(time: 10:30)"]);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_input_parses_or_errs_without_panicking(input in "\\PC{0,64}") {
+            let _ = parse(&input, &files);
+        }
+
+        #[test]
+        fn weights_round_trip(
+            weights in proptest::collection::vec(
+                proptest::num::f32::NORMAL | proptest::num::f32::SUBNORMAL | proptest::num::f32::ZERO,
+                1..4,
+            ),
+            body in "[a-z]{1,8}( [a-z]{1,8})?",
+        ) {
+            let input: Vec<String> = weights.iter().map(|w| format!("{}:{body}", w.abs())).collect();
+            let query = parse(&input.join(" - "), &files).unwrap();
+            proptest::prop_assert_eq!(query.terms.len(), weights.len());
+            for (i, (term, w)) in query.terms.iter().zip(&weights).enumerate() {
+                let sign = if i == 0 { 1.0 } else { -1.0 };
+                proptest::prop_assert_eq!(term.weight, sign * w.abs());
+                proptest::prop_assert!(matches!(&term.term, Term::Text(t) if *t == body));
+            }
+        }
+    }
+
     #[test]
     fn errors_name_the_problem() {
         assert_eq!(parse("   ", &files).unwrap_err(), ParseError::Empty);

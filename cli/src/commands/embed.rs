@@ -24,7 +24,7 @@ pub fn run(engine: &Engine, args: &EmbedArgs, printer: &mut Printer) -> Result<O
         }
     } else {
         for (path, result) in args.images.iter().zip(engine.embed_files(&args.images)?) {
-            let input = path.display().to_string();
+            let input = crate::output::path_text(path);
             match result {
                 Ok(embedding) => print(printer, "image", &input, &embedding)?,
                 Err(err) => {

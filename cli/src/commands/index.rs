@@ -8,7 +8,7 @@ use serde::Serialize;
 use xsearch::{Engine, IngestEvent, IngestSummary};
 
 use crate::args::IndexArgs;
-use crate::output::{warn, Printer};
+use crate::output::{path_text, warn, Printer};
 use crate::progress;
 use crate::Outcome;
 
@@ -29,6 +29,7 @@ struct IndexSummaryFields {
     reused: usize,
     removed: usize,
     failed: usize,
+    special: usize,
 }
 
 impl From<&IngestSummary> for IndexSummaryFields {
@@ -41,6 +42,7 @@ impl From<&IngestSummary> for IndexSummaryFields {
             reused: s.reused,
             removed: s.removed,
             failed: s.failed,
+            special: s.special,
         }
     }
 }
@@ -68,7 +70,7 @@ pub fn run(
         IngestEvent::Committed { files } => bar.inc(files as u64),
         IngestEvent::Skipped { path, reason } => {
             let n = skipped.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-            bar.suspend(|| warn(&format_args!("{}: {reason}", path.display())));
+            bar.suspend(|| warn(&format_args!("{}: {reason}", path_text(path))));
             bar.inc(1);
             bar.set_message(format!("{n} skipped"));
         }
@@ -115,6 +117,12 @@ fn summary_line(s: &IngestSummary, seconds: f64) -> String {
     if s.videos > 0 {
         let plural = if s.videos == 1 { "" } else { "s" };
         line.push_str(&format!(", {} video{plural} skipped", s.videos));
+    }
+    if s.special > 0 {
+        line.push_str(&format!(
+            ", {} special files not read (FIFOs, sockets, devices, broken links)",
+            s.special
+        ));
     }
     line
 }

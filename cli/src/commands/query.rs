@@ -7,15 +7,16 @@ use serde::Serialize;
 use xsearch::{Engine, Query, SearchOptions, Term};
 
 use crate::args::QueryArgs;
-use crate::output::{score4, Printer};
+use crate::output::{score4, JsonPath, Printer};
 use crate::preview::{write_preview, Protocol};
 use crate::Outcome;
 
 #[derive(Serialize)]
-struct ImageRecord<'a> {
+struct ImageRecord {
     rank: usize,
     score: f64,
-    path: &'a str,
+    #[serde(flatten)]
+    path: JsonPath,
 }
 
 #[derive(Serialize)]
@@ -24,6 +25,10 @@ struct TextRecord<'a> {
     score: f64,
     text: &'a str,
 }
+
+/// The most results one query returns. More is never useful to read, and `-k` must not ask
+/// for memory by the number (a `-k` of 2^64 - 1 allocated that many slots).
+pub const MAX_K: usize = 10_000;
 
 /// Thumbnail size in terminal cells.
 const PREVIEW_CELLS: (u16, u16) = (24, 8);
@@ -68,8 +73,17 @@ pub fn run(
         );
         return Ok(Outcome::NothingFound);
     }
+    let k = if args.top > MAX_K {
+        crate::output::warn(&format_args!(
+            "-k {}: showing at most {MAX_K} results",
+            args.top
+        ));
+        MAX_K
+    } else {
+        args.top
+    };
     let found = if args.texts {
-        let hits = engine.search_texts(query, &SearchOptions::new(args.top))?;
+        let hits = engine.search_texts(query, &SearchOptions::new(k))?;
         for (i, hit) in hits.iter().enumerate() {
             let record = TextRecord {
                 rank: i + 1,
@@ -80,20 +94,21 @@ pub fn run(
         }
         !hits.is_empty()
     } else {
-        let mut options = SearchOptions::new(args.top);
+        let mut options = SearchOptions::new(k);
         if let Some(dir) = &args.within {
             options = options.within(dir);
         }
         let hits = engine.search(query, &options)?;
         let protocol = Protocol::detect(|name| std::env::var(name).ok());
         for (i, hit) in hits.iter().enumerate() {
-            let path = hit.path.to_string_lossy();
             let record = ImageRecord {
                 rank: i + 1,
                 score: score4(hit.score),
-                path: &path,
+                path: JsonPath::new(&hit.path),
             };
-            printer.record(&record, || format!("{:.4}  {path}", hit.score))?;
+            printer.record(&record, || {
+                format!("{:.4}  {}", hit.score, record.path.text())
+            })?;
             if args.preview && !printer.is_json() {
                 preview(engine, &hit.path, protocol, printer)?;
             }

@@ -6,7 +6,7 @@ use anyhow::Result;
 use serde::Serialize;
 use xsearch::Engine;
 
-use crate::output::Printer;
+use crate::output::{JsonPath, Printer};
 use crate::Outcome;
 
 #[derive(Serialize)]
@@ -23,7 +23,8 @@ struct StatusRecord<'a> {
 
 #[derive(Serialize)]
 struct FailureRecord {
-    path: String,
+    #[serde(flatten)]
+    path: JsonPath,
     reason: String,
 }
 
@@ -34,7 +35,7 @@ pub fn run(dir: &Path, printer: &mut Printer) -> Result<Outcome> {
         .failures
         .into_iter()
         .map(|failure| FailureRecord {
-            path: failure.path.to_string_lossy().into_owned(),
+            path: JsonPath::new(&failure.path),
             reason: failure.reason,
         })
         .collect();
@@ -54,7 +55,7 @@ pub fn run(dir: &Path, printer: &mut Printer) -> Result<Outcome> {
             record.failures.len()
         );
         for f in &record.failures {
-            text.push_str(&format!("\n  {}: {}", f.path, f.reason));
+            text.push_str(&format!("\n  {}: {}", f.path.text(), f.reason));
         }
         text
     })?;

@@ -6,14 +6,15 @@ use xsearch::Engine;
 
 use crate::args::TagArgs;
 use crate::commands::texts::read_lines;
-use crate::output::{score4, warn, Printer};
+use crate::output::{score4, warn, JsonPath, Printer};
 use crate::Outcome;
 
 #[derive(Serialize)]
 struct TagRecord<'a> {
     rank: usize,
     score: f64,
-    path: &'a str,
+    #[serde(flatten)]
+    path: &'a JsonPath,
     text: &'a str,
 }
 
@@ -42,7 +43,7 @@ pub fn run(engine: &Engine, args: &TagArgs, printer: &mut Printer) -> Result<Out
     }
     let ranked = engine.tag(&images, &labels)?;
     for (path, scores) in paths.iter().zip(ranked) {
-        let path = path.to_string_lossy();
+        let path = JsonPath::new(path);
         for (i, s) in scores.iter().take(args.top).enumerate() {
             let record = TagRecord {
                 rank: i + 1,
@@ -51,7 +52,7 @@ pub fn run(engine: &Engine, args: &TagArgs, printer: &mut Printer) -> Result<Out
                 text: labels[s.label],
             };
             printer.record(&record, || {
-                format!("{path}  {:.4}  {}", s.score, labels[s.label])
+                format!("{}  {:.4}  {}", path.text(), s.score, labels[s.label])
             })?;
         }
     }
