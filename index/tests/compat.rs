@@ -13,26 +13,13 @@ use std::path::Path;
 use common::fixture;
 use xsearch_index::{GraphStatus, Index, IndexOptions, FORMAT_VERSION};
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 /// A private copy of `fixtures/index/<version>`: opening writes to the store and locks it.
 fn copy_fixture(version: &str) -> tempfile::TempDir {
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../fixtures/index")
         .join(version);
     let dir = tempfile::tempdir().unwrap();
-    copy_dir(&fixture, dir.path());
+    fixture::copy_dir(&fixture, dir.path());
     dir
 }
 

@@ -259,7 +259,7 @@ fn a_writer_killed_mid_publish_leaves_the_old_view_readable() {
 fn an_index_without_a_view_is_upgraded_by_its_next_writer() {
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/index/v2");
     let dir = tempfile::tempdir().unwrap();
-    copy_dir(&fixture, dir.path());
+    common::fixture::copy_dir(&fixture, dir.path());
     let err = Reader::open(dir.path()).err().unwrap();
     assert!(matches!(err, IndexError::NoView { .. }), "{err:?}");
     assert!(
@@ -285,19 +285,6 @@ fn an_index_without_a_view_is_upgraded_by_its_next_writer() {
         .unwrap();
     assert_eq!(hits[0].key, common::fixture::image_key(17));
     assert_eq!(reader.failures()[0].0, common::fixture::FAILED.as_bytes());
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 proptest! {
@@ -399,7 +386,7 @@ fn the_index_remembers_where_its_model_came_from() {
 fn an_index_from_before_model_sources_reports_none() {
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/index/v2");
     let dir = tempfile::tempdir().unwrap();
-    copy_dir(&fixture, dir.path());
+    common::fixture::copy_dir(&fixture, dir.path());
     let index = Index::open(dir.path(), &common::fixture::spec()).unwrap();
     assert_eq!(index.model_source(), None);
     index.close().unwrap();

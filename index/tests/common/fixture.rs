@@ -84,3 +84,18 @@ pub fn make(dir: &std::path::Path) -> Result<(), IndexError> {
     index.record_failure(FAILED.as_bytes(), FAILURE_REASON)?;
     index.close()
 }
+
+/// Copies the directory `from` (a committed fixture) to `to`, recursively.
+#[allow(dead_code)] // not every test binary copies fixtures
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
