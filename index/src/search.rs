@@ -36,14 +36,12 @@ pub(crate) fn search(
     k: usize,
     filter: Option<KeyFilter<'_>>,
 ) -> Result<Vec<Hit>, IndexError> {
-    check_vector(source.dim(), "query", query)?;
-    // `k` comes from users: never more slots than there are records to fill them.
-    let k = k.min(source.live_count());
+    let k = checked_k(source, query, k)?;
     if k == 0 {
         return Ok(Vec::new());
     }
     if source.live_count() <= exact_threshold {
-        return exact_search(source, query, k, filter);
+        return exact_hits(source, query, k, filter);
     }
     // Tombstones and the filter drop candidates, so ask the graphs for spares then.
     let mut fetch = if filter.is_none() && source.graph_points() == source.live_count() {
@@ -53,7 +51,7 @@ pub(crate) fn search(
     };
     loop {
         if fetch >= source.graph_points() {
-            return exact_search(source, query, k, filter);
+            return exact_hits(source, query, k, filter);
         }
         let mut found = source.graph_candidates(query, fetch, ef_search);
         found.sort();
@@ -81,12 +79,27 @@ pub(crate) fn exact_search(
     k: usize,
     filter: Option<KeyFilter<'_>>,
 ) -> Result<Vec<Hit>, IndexError> {
-    check_vector(source.dim(), "query", query)?;
-    // `k` comes from users: never more slots than there are records to fill them.
-    let k = k.min(source.live_count());
+    let k = checked_k(source, query, k)?;
     if k == 0 {
         return Ok(Vec::new());
     }
+    exact_hits(source, query, k, filter)
+}
+
+/// Checks `query` and bounds `k` by the live records: `k` comes from users, and never sizes
+/// more slots than there are records to fill them.
+fn checked_k(source: &impl Searchable, query: &[f32], k: usize) -> Result<usize, IndexError> {
+    check_vector(source.dim(), "query", query)?;
+    Ok(k.min(source.live_count()))
+}
+
+/// [`exact_search`] once the query is checked and `0 < k <= live records`.
+fn exact_hits(
+    source: &impl Searchable,
+    query: &[f32],
+    k: usize,
+    filter: Option<KeyFilter<'_>>,
+) -> Result<Vec<Hit>, IndexError> {
     let mut hits = Vec::with_capacity(k);
     for Scored { id, score } in source.exact_top(query, k, filter)? {
         if let Some(key) = source.key_of(id)? {
