@@ -169,6 +169,14 @@ impl<'a> Tiff<'a> {
     fn value(&self, entry: &Entry) -> Option<u32> {
         self.values(entry, 1).ok()?.first().copied()
     }
+
+    /// The first value of the entry tagged `tag` among `entries`.
+    fn tag_value(&self, entries: &[Entry], tag: u16) -> Option<u32> {
+        entries
+            .iter()
+            .find(|e| e.tag == tag)
+            .and_then(|e| self.value(e))
+    }
 }
 
 /// What a walk over a TIFF RAW's directories found.
@@ -302,27 +310,15 @@ impl Walk<'_> {
                 magic: 0,
             };
             let (entries, _) = note.ifd(12)?;
-            let Some(settings) = entries
-                .iter()
-                .find(|e| e.tag == TAG_OLYMPUS_CAMERA_SETTINGS)
-                .and_then(|e| note.value(e))
-            else {
+            let Some(settings) = note.tag_value(&entries, TAG_OLYMPUS_CAMERA_SETTINGS) else {
                 return Ok(());
             };
-            let (entries, _) = note.ifd(settings.into())?;
-            let value = |tag| {
-                entries
-                    .iter()
-                    .find(|e| e.tag == tag)
-                    .and_then(|e| note.value(e))
-            };
-            if let (Some(at), Some(len)) = (
-                value(TAG_OLYMPUS_PREVIEW_START),
-                value(TAG_OLYMPUS_PREVIEW_LENGTH),
-            ) {
-                self.previews
-                    .extend(file.jpeg(start + u64::from(at), len.into()));
-            }
+            self.note_preview(
+                &note,
+                settings.into(),
+                (TAG_OLYMPUS_PREVIEW_START, TAG_OLYMPUS_PREVIEW_LENGTH),
+                start,
+            )?;
         } else if head.starts_with(b"AOC\0") {
             // Offsets count from the file's TIFF header; the IFD follows a 6-byte header.
             let note = Tiff {
@@ -331,20 +327,32 @@ impl Walk<'_> {
                 big_endian: byte_order(&head[4..6])?,
                 magic: 0,
             };
-            let (entries, _) = note.ifd(start + 6 - self.tiff.base)?;
-            let value = |tag| {
-                entries
-                    .iter()
-                    .find(|e| e.tag == tag)
-                    .and_then(|e| note.value(e))
-            };
-            if let (Some(at), Some(len)) = (
-                value(TAG_PENTAX_PREVIEW_START),
-                value(TAG_PENTAX_PREVIEW_LENGTH),
-            ) {
-                self.previews
-                    .extend(file.jpeg(self.tiff.base + u64::from(at), len.into()));
-            }
+            self.note_preview(
+                &note,
+                start + 6 - self.tiff.base,
+                (TAG_PENTAX_PREVIEW_START, TAG_PENTAX_PREVIEW_LENGTH),
+                self.tiff.base,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The preview that the maker-note IFD at `ifd` points at with its (start, length) `tags`,
+    /// the start counted from `origin`.
+    fn note_preview(
+        &mut self,
+        note: &Tiff<'_>,
+        ifd: u64,
+        (start_tag, length_tag): (u16, u16),
+        origin: u64,
+    ) -> Result<(), RawError> {
+        let (entries, _) = note.ifd(ifd)?;
+        if let (Some(at), Some(len)) = (
+            note.tag_value(&entries, start_tag),
+            note.tag_value(&entries, length_tag),
+        ) {
+            self.previews
+                .extend(self.tiff.file.jpeg(origin + u64::from(at), len.into()));
         }
         Ok(())
     }
