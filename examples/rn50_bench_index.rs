@@ -98,6 +98,7 @@ fn main() -> Result<()> {
                         .chunks_exact(4)
                         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
                         .collect(),
+                    meta: None,
                 }
             })
             .collect();

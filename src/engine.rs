@@ -317,6 +317,7 @@ impl Engine {
                     key: text.as_bytes().to_vec(),
                     file: None,
                     vector,
+                    meta: None,
                 })
                 .collect();
             index.texts().upsert_batch(entries)?;

@@ -98,6 +98,7 @@ fn build(dir: &Path, spec: &IndexSpec, points: Vec<Vec<f32>>) -> Result<()> {
                 key: row.to_string().into_bytes(),
                 file: None,
                 vector,
+                meta: None,
             })
             .collect();
         index.images().upsert_batch(batch)?;

@@ -68,6 +68,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 key: format!("/photos/{i:07}.jpg").into_bytes(),
                 file: None,
                 vector: unit(&mut state, dim),
+                meta: None,
             })
             .collect();
         index.images().upsert_batch(batch)?;

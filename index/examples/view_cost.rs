@@ -44,6 +44,7 @@ fn main() -> Result<(), xsearch_index::IndexError> {
                 vector: (0..DIM)
                     .map(|j| ((i * 7 + j * 13) as f32 * 0.61).sin())
                     .collect(),
+                meta: None,
             })
             .collect();
         index.images().upsert_batch(batch)?;
@@ -54,6 +55,7 @@ fn main() -> Result<(), xsearch_index::IndexError> {
         key: b"one more".to_vec(),
         file: None,
         vector: vec![0.5; DIM],
+        meta: None,
     }])?;
     let started = Instant::now();
     index.checkpoint()?;

@@ -1,9 +1,9 @@
 //! One collection of vectors (the images, or the texts), as a writer holds it: its stored
-//! data ([`crate::store`]), the set of live ids, and the graphs derived from them
-//! ([`crate::graphs`]).
+//! data ([`crate::store`]), the set of live ids, the filterable metadata of each
+//! ([`MetaTable`]), and the graphs derived from them ([`crate::graphs`]).
 
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard, RwLock};
+use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
 use sled::{Db, Tree};
 
@@ -11,12 +11,14 @@ use crate::exact::{score_chunk, Scored, TopK, CHUNK};
 use crate::graphs::{GraphConfig, Graphs};
 use crate::kernels::dot_le;
 use crate::live::LiveSet;
+use crate::meta_table::MetaTable;
 use crate::search::{self, check_vector, Searchable};
 use crate::store::keys::Names;
 use crate::store::Store;
 use crate::sync::{lock, read, write};
 use crate::types::{
-    CollectionStats, Entry, GraphStatus, Hit, HnswParams, IndexOptions, KeyFilter, Record,
+    CollectionStats, Entry, GraphStatus, Hit, HnswParams, ImageMeta, IndexOptions, KeyFilter,
+    Record,
 };
 use crate::view::CollectionHeader;
 use crate::{Id, IndexError};
@@ -42,6 +44,9 @@ pub struct Collection {
     options: IndexOptions,
     store: Store,
     live: RwLock<LiveSet>,
+    /// Always changed after `live` and in the same write, so a search that reads `live` then
+    /// the table sees one moment.
+    table: RwLock<MetaTable>,
     graphs: Graphs,
     writer: Mutex<()>,
 }
@@ -59,6 +64,11 @@ impl Collection {
             live.insert(id?);
         }
         let live = RwLock::new(live);
+        let mut table = MetaTable::default();
+        for item in store.metas() {
+            let (id, meta) = item?;
+            table.insert(id, &meta);
+        }
         let config = GraphConfig {
             name: names.name,
             dir: ctx.path.join("graph"),
@@ -72,13 +82,14 @@ impl Collection {
             options: ctx.options,
             store,
             live,
+            table: RwLock::new(table),
             graphs,
             writer: Mutex::new(()),
         };
         Ok((collection, status, changed))
     }
 
-    /// Stores a batch atomically: records, vectors, ids and hashes land in one sled
+    /// Stores a batch atomically: records, vectors, ids, hashes and metadata land in one sled
     /// transaction, then the store is flushed to disk, then the tail learns the new vectors
     /// (and is sealed if it is full). A key that already exists is replaced (its old vector
     /// becomes a tombstone). Returns the new ids, in the order of `entries`.
@@ -98,10 +109,17 @@ impl Collection {
         self.store.flush()?;
         {
             let mut live = write(&self.live);
-            added.iter().for_each(|&id| {
+            let mut table = write(&self.table);
+            for (&id, entry) in added.iter().zip(&entries) {
                 live.insert(id);
-            });
-            removed.iter().for_each(|&id| live.remove(id));
+                if let Some(meta) = &entry.meta {
+                    table.insert(id, meta);
+                }
+            }
+            for &id in &removed {
+                live.remove(id);
+                table.remove(id);
+            }
         }
         // A key repeated within the batch replaced its own earlier id: that one never
         // needs a graph point.
@@ -125,9 +143,43 @@ impl Collection {
         if !removed.is_empty() {
             self.store.flush()?;
             let mut live = write(&self.live);
-            removed.iter().for_each(|&id| live.remove(id));
+            let mut table = write(&self.table);
+            for &id in &removed {
+                live.remove(id);
+                table.remove(id);
+            }
         }
         Ok(removed.len())
+    }
+
+    /// Stores the metadata of records already stored (an index built before metadata was
+    /// captured gains it without new vectors), replacing what they had, in one transaction,
+    /// then flushes. Ids no longer live are skipped. Returns how many were written.
+    pub fn set_meta(&self, items: Vec<(Id, ImageMeta)>) -> Result<usize, IndexError> {
+        let _writer = lock(&self.writer);
+        let written = self.store.set_meta(&items)?;
+        if !written.is_empty() {
+            self.store.flush()?;
+            let mut table = write(&self.table);
+            for (id, meta) in &items {
+                if written.contains(id) {
+                    table.insert(*id, meta);
+                }
+            }
+        }
+        Ok(written.len())
+    }
+
+    /// The metadata stored for the live record `id`; `None` when it has none (stored before
+    /// metadata was captured) or is not live.
+    pub fn meta_of(&self, id: Id) -> Result<Option<ImageMeta>, IndexError> {
+        self.store.meta_of(id)
+    }
+
+    /// The filterable metadata of every live record, as of now; hold the guard briefly (a
+    /// write waits for it).
+    pub fn meta_table(&self) -> RwLockReadGuard<'_, MetaTable> {
+        read(&self.table)
     }
 
     /// The record stored under `key`.
@@ -224,6 +276,11 @@ impl Collection {
     /// Deletes the graph files this collection wrote that its list no longer names.
     pub(crate) fn remove_unreferenced_files(&self) -> Result<(), IndexError> {
         self.graphs.remove_unreferenced_files(&self.store)
+    }
+
+    /// Every stored metadata, by id, for the read view.
+    pub(crate) fn metas(&self) -> impl Iterator<Item = Result<(Id, ImageMeta), IndexError>> + '_ {
+        self.store.metas()
     }
 
     /// What the read view says of this collection.

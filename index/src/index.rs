@@ -271,6 +271,10 @@ impl Index {
                 let (key, record) = item?;
                 sink(Item::Image(&key, &record))?;
             }
+            for item in self.images.metas() {
+                let (id, meta) = item?;
+                sink(Item::ImageMeta(id, &meta))?;
+            }
             for item in self.texts.iter() {
                 let (key, record) = item?;
                 sink(Item::Text(&key, &record))?;
@@ -376,6 +380,7 @@ mod tests {
                 key: b"a".to_vec(),
                 file: None,
                 vector: vec![1.0, 0.0],
+                meta: None,
             }])
             .unwrap();
         index.close().unwrap();

@@ -8,8 +8,8 @@
 //! let spec = IndexSpec { model: "clip-rn50".into(), dim: 2 };
 //! let index = Index::open(dir.path(), &spec)?;
 //! index.images().upsert_batch(vec![
-//!     Entry { key: b"/photos/sea.jpg".to_vec(), file: None, vector: vec![1.0, 0.0] },
-//!     Entry { key: b"/photos/cat.jpg".to_vec(), file: None, vector: vec![0.0, 1.0] },
+//!     Entry { key: b"/photos/sea.jpg".to_vec(), file: None, vector: vec![1.0, 0.0], meta: None },
+//!     Entry { key: b"/photos/cat.jpg".to_vec(), file: None, vector: vec![0.0, 1.0], meta: None },
 //! ])?;
 //! let hits = index.images().search(&[0.8, 0.6], 1, None)?;
 //! assert_eq!(hits[0].key, b"/photos/sea.jpg");
@@ -70,6 +70,7 @@ mod graphs;
 mod index;
 mod kernels;
 mod live;
+mod meta_table;
 mod reader;
 mod search;
 mod segment;
@@ -82,10 +83,12 @@ pub use collection::Collection;
 pub use error::IndexError;
 pub use graphs::tail::ClampedDot;
 pub use index::Index;
+pub use meta_table::{CameraId, MetaFields, MetaTable};
 pub use reader::{inspect, ReadCollection, Reader};
 pub use types::{
-    CollectionStats, Entry, Failure, FileStamp, GraphStatus, Hit, HnswParams, Id, IndexInfo,
-    IndexOptions, IndexSpec, IndexStats, KeyFilter, OpenReport, Record,
+    CollectionStats, Entry, Failure, FileStamp, GraphStatus, Hit, HnswParams, Id, ImageMeta,
+    IndexInfo, IndexOptions, IndexSpec, IndexStats, KeyFilter, OpenReport, Record, Taken,
+    TakenSource,
 };
 
 /// The on-disk format this build writes. It also reads format 1, converting it on open.

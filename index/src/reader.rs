@@ -10,11 +10,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::exact::{score_chunk, Scored, TopK, CHUNK};
 use crate::kernels::dot;
 use crate::live::LiveSet;
+use crate::meta_table::MetaTable;
 use crate::search::{self, Searchable};
 use crate::segment::Segment;
 use crate::types::{
-    CollectionStats, Failure, Hit, IndexInfo, IndexOptions, IndexSpec, IndexStats, KeyFilter,
-    Record,
+    CollectionStats, Failure, Hit, ImageMeta, IndexInfo, IndexOptions, IndexSpec, IndexStats,
+    KeyFilter, Record,
 };
 use crate::view::{self, CollectionHeader, Header};
 use crate::{Id, IndexError};
@@ -52,7 +53,7 @@ fn info(header: &Header) -> IndexInfo {
 /// let spec = IndexSpec { model: "clip-rn50".into(), dim: 2 };
 /// let index = Index::open(dir.path(), &spec)?;
 /// index.images().upsert_batch(vec![
-///     Entry { key: b"/photos/sea.jpg".to_vec(), file: None, vector: vec![1.0, 0.0] },
+///     Entry { key: b"/photos/sea.jpg".to_vec(), file: None, vector: vec![1.0, 0.0], meta: None },
 /// ])?;
 /// index.checkpoint()?; // publishes what readers see
 /// let reader = Reader::open(dir.path())?;
@@ -92,11 +93,11 @@ impl Reader {
                 });
             }
             let graph_dir = path.join("graph");
-            let load = |h: &CollectionHeader, records| {
-                ReadCollection::load(&graph_dir, &header, h, records, options)
+            let load = |h: &CollectionHeader, records, metas| {
+                ReadCollection::load(&graph_dir, &header, h, records, metas, options)
             };
-            match load(&header.images, body.images)
-                .and_then(|images| Ok((images, load(&header.texts, body.texts)?)))
+            match load(&header.images, body.images, body.image_metas)
+                .and_then(|images| Ok((images, load(&header.texts, body.texts, Vec::new())?)))
             {
                 Ok((images, texts)) => {
                     return Ok(Reader {
@@ -181,6 +182,8 @@ pub struct ReadCollection {
     records: BTreeMap<Vec<u8>, Record>,
     keys: HashMap<Id, Vec<u8>>,
     live: LiveSet,
+    metas: HashMap<Id, ImageMeta>,
+    table: MetaTable,
     generation: u64,
 }
 
@@ -190,6 +193,7 @@ impl ReadCollection {
         header: &Header,
         collection: &CollectionHeader,
         records: Vec<(Vec<u8>, Record)>,
+        metas: Vec<(Id, ImageMeta)>,
         options: IndexOptions,
     ) -> Result<ReadCollection, Missing> {
         let mut segments = Vec::with_capacity(collection.segments.len());
@@ -211,6 +215,10 @@ impl ReadCollection {
             live.insert(record.id);
             keys.insert(record.id, key.clone());
         }
+        let mut table = MetaTable::default();
+        for (id, meta) in &metas {
+            table.insert(*id, meta);
+        }
         Ok(ReadCollection {
             dim: header.dim,
             options,
@@ -218,6 +226,8 @@ impl ReadCollection {
             records: records.into_iter().collect(),
             keys,
             live,
+            metas: metas.into_iter().collect(),
+            table,
             generation: collection.data_generation,
         })
     }
@@ -258,6 +268,17 @@ impl ReadCollection {
     /// All records, in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &Record)> + '_ {
         self.records.iter().map(|(k, r)| (k.as_slice(), r))
+    }
+
+    /// The metadata of the live record `id`; as
+    /// [`Collection::meta_of`](crate::Collection::meta_of).
+    pub fn meta_of(&self, id: Id) -> Option<&ImageMeta> {
+        self.metas.get(&id)
+    }
+
+    /// The filterable metadata of every live record in the view.
+    pub fn meta_table(&self) -> &MetaTable {
+        &self.table
     }
 
     /// Live records.

@@ -134,6 +134,50 @@ pub struct Entry {
     pub file: Option<FileStamp>,
     /// The embedding, L2-normalised by the caller (scores are dot products).
     pub vector: Vec<f32>,
+    /// What the image says about itself; stored in the same transaction as the vector, under
+    /// the new id. `None` for texts, and for images whose metadata was not read.
+    pub meta: Option<ImageMeta>,
+}
+
+/// What an image file says about itself, captured at ingest: when it was taken, with what,
+/// its size and where. Every field may be unknown; a file with no metadata at all still has
+/// one (its modification time as [`TakenSource::Mtime`]).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ImageMeta {
+    /// Capture time.
+    pub taken: Option<Taken>,
+    /// Camera make and model, trimmed, the make not repeated: "Apple iPhone 12".
+    pub camera: Option<String>,
+    /// Pixel width as stored (0 = unknown).
+    pub width: u32,
+    /// Pixel height as stored (0 = unknown).
+    pub height: u32,
+    /// Latitude and longitude in degrees (north and east positive). Kept in the local index
+    /// only; nothing serves it unless asked.
+    pub gps: Option<(f64, f64)>,
+}
+
+/// When a picture was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Taken {
+    /// Seconds since the Unix epoch (UTC).
+    pub unix: i64,
+    /// The zone's offset from UTC in minutes, when the file says it. An EXIF time without
+    /// an offset is a wall-clock time: `unix` then reads it in the ingesting machine's zone,
+    /// and this is `None`.
+    pub offset_minutes: Option<i16>,
+    /// Where the time comes from.
+    pub source: TakenSource,
+}
+
+/// Where a [`Taken`] time comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TakenSource {
+    /// The file's EXIF capture date (`DateTimeOriginal`, else `DateTimeDigitized`, else
+    /// `DateTime`).
+    Exif,
+    /// The file's modification time: it carries no capture date.
+    Mtime,
 }
 
 /// One search result.

@@ -2,13 +2,14 @@
 //! checkpoint and readers open without touching the store.
 //!
 //! It holds what a reader needs: the index's spec, a generation and the time of publishing,
-//! per collection the segment files (with their CRCs) and the live records, and the failures.
+//! per collection the segment files (with their CRCs) and the live records, the images'
+//! metadata, and the failures.
 //! It is written under a temporary name, synced, and renamed over the old one, so a reader
 //! sees the previous view or the new one, never a mix. Segment files are immutable, and the
 //! writer deletes one only after publishing a view that no longer names it.
 //!
 //! Layout: magic, the header (JSON, length first: named fields, so it can grow), the body
-//! (records and failures in bincode, streamed: one tag byte, then the item), an end tag, and
+//! (records, image metadata and failures in bincode, streamed: one tag byte, then the item), an end tag, and
 //! the CRC-32 of everything before it. The body is derived data, rewritten at every publish:
 //! a build that changes its layout changes the magic, and an older view is republished by the
 //! next writer.
@@ -22,18 +23,20 @@ use serde::{Deserialize, Serialize};
 use crate::checksum::Checksummed;
 use crate::graphs::list::SegmentInfo;
 use crate::store::codec::{decode_prefix, from_json, to_json};
-use crate::types::{Failure, HnswParams, Record};
-use crate::IndexError;
+use crate::types::{Failure, HnswParams, ImageMeta, Record};
+use crate::{Id, IndexError};
 
 /// The view's file name in the index directory.
 pub(crate) const FILE: &str = "view";
 /// Where a view is written before it is renamed to [`FILE`].
 const TEMP: &str = "view.tmp";
-const MAGIC: &[u8; 8] = b"XSREAD01";
+/// `XSREAD01` had no image metadata items; its readers would not know the tag.
+const MAGIC: &[u8; 8] = b"XSREAD02";
 
 const TAG_IMAGE: u8 = 0;
 const TAG_TEXT: u8 = 1;
 const TAG_FAILURE: u8 = 2;
+const TAG_IMAGE_META: u8 = 3;
 const TAG_END: u8 = 0xFF;
 
 /// What the view says about the index as a whole (JSON).
@@ -72,6 +75,7 @@ pub(crate) struct CollectionHeader {
 pub(crate) struct Body {
     pub images: Vec<(Vec<u8>, Record)>,
     pub texts: Vec<(Vec<u8>, Record)>,
+    pub image_metas: Vec<(Id, ImageMeta)>,
     pub failures: Vec<(Vec<u8>, Failure)>,
 }
 
@@ -79,6 +83,7 @@ pub(crate) struct Body {
 pub(crate) enum Item<'a> {
     Image(&'a [u8], &'a Record),
     Text(&'a [u8], &'a Record),
+    ImageMeta(Id, &'a ImageMeta),
     Failure(&'a [u8], &'a Failure),
 }
 
@@ -102,6 +107,7 @@ pub(crate) fn publish(
         match item {
             Item::Image(key, record) => write_item(&mut out, TAG_IMAGE, &(key, record)),
             Item::Text(key, record) => write_item(&mut out, TAG_TEXT, &(key, record)),
+            Item::ImageMeta(id, meta) => write_item(&mut out, TAG_IMAGE_META, &(id, meta)),
             Item::Failure(key, failure) => write_item(&mut out, TAG_FAILURE, &(key, failure)),
         }
         .map_err(|e| IndexError::io(&temp, std::io::Error::other(e.to_string())))
@@ -210,6 +216,9 @@ pub(crate) fn read(dir: &Path) -> Result<(Header, Body), IndexError> {
             TAG_END if rest.is_empty() => break,
             TAG_IMAGE => body.images.push(decode_prefix(&mut rest).map_err(bad)?),
             TAG_TEXT => body.texts.push(decode_prefix(&mut rest).map_err(bad)?),
+            TAG_IMAGE_META => body
+                .image_metas
+                .push(decode_prefix(&mut rest).map_err(bad)?),
             TAG_FAILURE => body.failures.push(decode_prefix(&mut rest).map_err(bad)?),
             _ => return Err(corrupt(&path, "malformed body")),
         }

@@ -11,7 +11,7 @@ mod common {
 use std::path::Path;
 
 use common::fixture;
-use xsearch_index::{GraphStatus, Index, IndexOptions, FORMAT_VERSION};
+use xsearch_index::{GraphStatus, ImageMeta, Index, IndexOptions, Reader, FORMAT_VERSION};
 
 /// A private copy of `fixtures/index/<version>`: opening writes to the store and locks it.
 fn copy_fixture(version: &str) -> tempfile::TempDir {
@@ -196,4 +196,37 @@ fn v1_fixture_with_search_views_is_converted_by_adopting_them() {
     let index = open(dir.path(), 0);
     assert_eq!(index.open_report().converted_from, None);
     assert_eq!(index.open_report().images, GraphStatus::Loaded);
+}
+
+/// Indexes written before image metadata existed open with none, and take it without any
+/// vector being written again (what `xsearch index` does to them on its next run).
+#[test]
+fn v2_fixture_gains_metadata_without_new_vectors() {
+    let dir = copy_fixture("v2");
+    let index = open(dir.path(), 0);
+    let images = index.images();
+    let record = images.get(&fixture::image_key(3)).unwrap().unwrap();
+    assert_eq!(images.meta_of(record.id).unwrap(), None);
+    assert!(images.meta_table().is_empty());
+    let meta = ImageMeta {
+        camera: Some("Canon EOS 5D".to_owned()),
+        width: 640,
+        height: 480,
+        ..ImageMeta::default()
+    };
+    assert_eq!(images.set_meta(vec![(record.id, meta.clone())]).unwrap(), 1);
+    index.checkpoint().unwrap();
+    // Same id, same vector: nothing was embedded or inserted again.
+    assert_eq!(
+        images.get(&fixture::image_key(3)).unwrap(),
+        Some(record.clone())
+    );
+    assert_eq!(
+        index.stats().unwrap().images.graph_points,
+        fixture::IMAGES + 1
+    );
+    assert_answers_as_written(&index);
+    drop(index);
+    let reader = Reader::open(dir.path()).unwrap();
+    assert_eq!(reader.images().meta_of(record.id), Some(&meta));
 }

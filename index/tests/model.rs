@@ -93,6 +93,7 @@ proptest! {
                         key: key(*n),
                         file: Some(FileStamp { size: 1, mtime_ns: 2, hash: vec![*n] }),
                         vector: v.clone(),
+                        meta: None,
                     }).collect();
                     let ids = index.images().upsert_batch(entries).unwrap();
                     for ((n, v), id) in batch.into_iter().zip(ids) {

@@ -43,6 +43,7 @@ fn entries(range: std::ops::Range<usize>) -> Vec<Entry> {
                 hash: format!("h{i}").into_bytes(),
             }),
             vector: unit(i),
+            meta: None,
         })
         .collect()
 }
@@ -70,6 +71,7 @@ fn readers_see_the_last_published_view_while_the_writer_writes() {
             key: b"a red circle".to_vec(),
             file: None,
             vector: unit(7),
+            meta: None,
         }])
         .unwrap();
     index

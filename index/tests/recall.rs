@@ -85,6 +85,7 @@ fn hnsw_recall_at_10_is_at_least_095() {
                     key: format!("/p/{}", start * 2_000 + i).into_bytes(),
                     file: None,
                     vector: vector.clone(),
+                    meta: None,
                 })
                 .collect();
             index.images().upsert_batch(batch).unwrap();

@@ -32,6 +32,7 @@ fn entries(range: std::ops::Range<usize>) -> Vec<Entry> {
                 hash: format!("h{i}").into_bytes(),
             }),
             vector: unit(i),
+            meta: None,
         })
         .collect()
 }

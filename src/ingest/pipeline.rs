@@ -412,6 +412,7 @@ fn commit(
                 hash,
             }),
             vector,
+            meta: None,
         });
     }
     let files = entries.len();

@@ -11,6 +11,9 @@ pub(crate) struct Names {
     pub vectors: &'static str,
     pub hashes: &'static str,
     pub ids: &'static str,
+    /// id → [`ImageMeta`](crate::ImageMeta), bincode; added after format 2 was released, so
+    /// an older index simply has it empty.
+    pub metadata: &'static str,
 }
 
 /// The image collection keeps the tree names of the format's first design.
@@ -20,6 +23,7 @@ pub(crate) const IMAGES: Names = Names {
     vectors: "vectors",
     hashes: "hashes",
     ids: "ids",
+    metadata: "metadata",
 };
 
 pub(crate) const TEXTS: Names = Names {
@@ -28,6 +32,7 @@ pub(crate) const TEXTS: Names = Names {
     vectors: "texts.vectors",
     hashes: "texts.hashes",
     ids: "texts.ids",
+    metadata: "texts.metadata",
 };
 
 impl Names {

@@ -1,6 +1,6 @@
 //! The stored data, the truth every graph is derived from: sled trees per collection
-//! (records, vectors, the content-hash multimap, id → key), the index's meta, and the
-//! failures. Every change is one sled transaction, flushed before it is acknowledged.
+//! (records, vectors, the content-hash multimap, id → key, id → image metadata), the index's
+//! meta, and the failures. Every change is one sled transaction, flushed before it is acknowledged.
 
 pub(crate) mod codec;
 pub(crate) mod keys;
@@ -18,7 +18,7 @@ use sled::{Db, Tree};
 use codec::{decode, encode, from_json, to_json};
 use keys::{hash_key, hash_prefix, Names};
 
-use crate::types::{Entry, Record};
+use crate::types::{Entry, ImageMeta, Record};
 use crate::{Id, IndexError};
 
 /// sled's page cache. Its default (1 GiB) lets the cache grow with the store, so an ingest's
@@ -69,6 +69,17 @@ pub(crate) struct Store {
     vectors: Tree,
     hashes: Tree,
     ids: Tree,
+    metadata: Tree,
+}
+
+/// The trees of one collection inside a transaction.
+struct Tx<'a> {
+    meta: &'a TransactionalTree,
+    records: &'a TransactionalTree,
+    vectors: &'a TransactionalTree,
+    hashes: &'a TransactionalTree,
+    ids: &'a TransactionalTree,
+    metadata: &'a TransactionalTree,
 }
 
 impl Store {
@@ -90,6 +101,7 @@ impl Store {
             vectors: tree(names.vectors)?,
             hashes: tree(names.hashes)?,
             ids: tree(names.ids)?,
+            metadata: tree(names.metadata)?,
         })
     }
 
@@ -101,8 +113,8 @@ impl Store {
             .iter()
             .map(|e| e.vector.iter().flat_map(|x| x.to_le_bytes()).collect())
             .collect();
-        self.transaction(|meta, records, vector_tree, hashes, ids| {
-            let mut next = self.meta_u64(meta.get(self.names.meta_key("next_id"))?)?;
+        self.transaction(|tx| {
+            let mut next = self.meta_u64(tx.meta.get(self.names.meta_key("next_id"))?)?;
             let mut added = Vec::with_capacity(entries.len());
             let mut removed = Vec::new();
             for (entry, bytes) in entries.iter().zip(&vectors) {
@@ -112,20 +124,24 @@ impl Store {
                     id,
                     file: entry.file.clone(),
                 };
-                if let Some(old) = records.insert(entry.key.as_slice(), encode(&record))? {
+                if let Some(old) = tx.records.insert(entry.key.as_slice(), encode(&record))? {
                     let old: Record = self.decode(&old, "record")?;
-                    unlink(vector_tree, hashes, ids, &old)?;
+                    unlink(&tx, &old)?;
                     removed.push(old.id);
                 }
-                vector_tree.insert(&id.to_be_bytes(), bytes.as_slice())?;
-                ids.insert(&id.to_be_bytes(), entry.key.as_slice())?;
+                tx.vectors.insert(&id.to_be_bytes(), bytes.as_slice())?;
+                tx.ids.insert(&id.to_be_bytes(), entry.key.as_slice())?;
                 if let Some(file) = &entry.file {
-                    hashes.insert(hash_key(&file.hash, id), &[])?;
+                    tx.hashes.insert(hash_key(&file.hash, id), &[])?;
+                }
+                if let Some(meta) = &entry.meta {
+                    tx.metadata.insert(&id.to_be_bytes(), encode(meta))?;
                 }
                 added.push(id);
             }
-            meta.insert(self.names.meta_key("next_id"), &next.to_be_bytes())?;
-            self.bump_generation(meta)?;
+            tx.meta
+                .insert(self.names.meta_key("next_id"), &next.to_be_bytes())?;
+            self.bump_generation(tx.meta)?;
             Ok((added, removed))
         })
     }
@@ -133,19 +149,60 @@ impl Store {
     /// Removes the records of `keys` (missing keys are ignored) in one transaction; returns
     /// the ids removed. Not yet flushed.
     pub fn remove<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<Vec<Id>, IndexError> {
-        self.transaction(|meta, records, vectors, hashes, ids| {
+        self.transaction(|tx| {
             let mut removed = Vec::new();
             for key in keys {
-                if let Some(old) = records.remove(key.as_ref())? {
+                if let Some(old) = tx.records.remove(key.as_ref())? {
                     let old: Record = self.decode(&old, "record")?;
-                    unlink(vectors, hashes, ids, &old)?;
+                    unlink(&tx, &old)?;
                     removed.push(old.id);
                 }
             }
             if !removed.is_empty() {
-                self.bump_generation(meta)?;
+                self.bump_generation(tx.meta)?;
             }
             Ok(removed)
+        })
+    }
+
+    /// Stores the metadata of live ids, replacing what they had, in one transaction; ids no
+    /// longer live are skipped. Returns the ids written. Not yet flushed.
+    pub fn set_meta(&self, items: &[(Id, ImageMeta)]) -> Result<Vec<Id>, IndexError> {
+        self.transaction(|tx| {
+            let mut written = Vec::with_capacity(items.len());
+            for (id, meta) in items {
+                if tx.ids.get(id.to_be_bytes())?.is_some() {
+                    tx.metadata.insert(&id.to_be_bytes(), encode(meta))?;
+                    written.push(*id);
+                }
+            }
+            if !written.is_empty() {
+                self.bump_generation(tx.meta)?;
+            }
+            Ok(written)
+        })
+    }
+
+    /// The metadata stored for `id`.
+    pub fn meta_of(&self, id: Id) -> Result<Option<ImageMeta>, IndexError> {
+        match self
+            .metadata
+            .get(id.to_be_bytes())
+            .map_err(|e| self.store_err(e))?
+        {
+            Some(bytes) => Ok(Some(self.decode(&bytes, "image metadata")?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every stored metadata, by id (only live ids have one).
+    pub fn metas(&self) -> impl Iterator<Item = Result<(Id, ImageMeta), IndexError>> + '_ {
+        self.metadata.iter().map(move |item| {
+            let (key, bytes) = item.map_err(|e| self.store_err(e))?;
+            Ok((
+                self.decode_id(&key)?,
+                self.decode(&bytes, "image metadata")?,
+            ))
         })
     }
 
@@ -282,26 +339,25 @@ impl Store {
         Ok(())
     }
 
-    /// Runs `f` as one transaction over meta and the collection's four trees.
-    fn transaction<T>(
-        &self,
-        f: impl Fn(
-            &TransactionalTree,
-            &TransactionalTree,
-            &TransactionalTree,
-            &TransactionalTree,
-            &TransactionalTree,
-        ) -> TxResult<T>,
-    ) -> Result<T, IndexError> {
+    /// Runs `f` as one transaction over meta and the collection's trees.
+    fn transaction<T>(&self, f: impl Fn(Tx<'_>) -> TxResult<T>) -> Result<T, IndexError> {
         (
             &self.meta,
             &self.records,
             &self.vectors,
             &self.hashes,
             &self.ids,
+            &self.metadata,
         )
-            .transaction(|(meta, records, vectors, hashes, ids)| {
-                f(meta, records, vectors, hashes, ids)
+            .transaction(|(meta, records, vectors, hashes, ids, metadata)| {
+                f(Tx {
+                    meta,
+                    records,
+                    vectors,
+                    hashes,
+                    ids,
+                    metadata,
+                })
             })
             .map_err(|e| match e {
                 TransactionError::Abort(e) => e,
@@ -359,17 +415,13 @@ impl Store {
     }
 }
 
-/// Removes an old record's vector, id and hash entries inside a transaction.
-fn unlink(
-    vectors: &TransactionalTree,
-    hashes: &TransactionalTree,
-    ids: &TransactionalTree,
-    old: &Record,
-) -> TxResult<()> {
-    vectors.remove(&old.id.to_be_bytes())?;
-    ids.remove(&old.id.to_be_bytes())?;
+/// Removes an old record's vector, id, hash and metadata entries inside a transaction.
+fn unlink(tx: &Tx<'_>, old: &Record) -> TxResult<()> {
+    tx.vectors.remove(&old.id.to_be_bytes())?;
+    tx.ids.remove(&old.id.to_be_bytes())?;
+    tx.metadata.remove(&old.id.to_be_bytes())?;
     if let Some(file) = &old.file {
-        hashes.remove(hash_key(&file.hash, old.id))?;
+        tx.hashes.remove(hash_key(&file.hash, old.id))?;
     }
     Ok(())
 }

@@ -61,6 +61,7 @@ pub fn make(dir: &std::path::Path) -> Result<(), IndexError> {
             key: image_key(i),
             file: Some(stamp(i)),
             vector: vector(i),
+            meta: None,
         })
         .collect();
     index.images().upsert_batch(images)?;
@@ -70,6 +71,7 @@ pub fn make(dir: &std::path::Path) -> Result<(), IndexError> {
         key: image_key(REPLACED),
         file: Some(stamp(REPLACED)),
         vector: vector(REPLACED_SEED),
+        meta: None,
     }])?;
     let texts = TEXTS
         .iter()
@@ -78,6 +80,7 @@ pub fn make(dir: &std::path::Path) -> Result<(), IndexError> {
             key: text.as_bytes().to_vec(),
             file: None,
             vector: vector(200 + j),
+            meta: None,
         })
         .collect();
     index.texts().upsert_batch(texts)?;
