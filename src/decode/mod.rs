@@ -23,6 +23,8 @@
 //! - A decoder that panics on a file fails that file only ([`contain`]).
 //! - A JPEG cut short is an error, as in Pillow, not a half-grey picture: the JPEG decoder
 //!   pads missing data silently, so the marker structure is checked for its end first.
+//! - What a file says about itself (capture time, camera, pixel size, position) is read from
+//!   the same bytes by [`read_meta`] (`meta.rs`), without decoding.
 //! - A caller that only needs a small picture (the model's preprocessing) can say so with
 //!   [`decode_file_scaled`] / [`decode_bytes_scaled`]: a JPEG large enough is then decoded at
 //!   1/2 or 1/4 of its size by a scaled inverse DCT (`jpeg-decoder`, as libjpeg's
@@ -42,6 +44,7 @@ mod jpeg;
 mod jxl;
 mod libtiff;
 mod limits;
+mod meta;
 mod raw;
 mod read;
 mod tiff;
@@ -54,6 +57,7 @@ use image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader};
 pub use contain::{contain, panic_is_contained};
 pub use error::DecodeError;
 pub use limits::DecodeLimits;
+pub use meta::read_meta;
 pub use read::{read_file, special_kind};
 
 /// Decode the image file at `path`: format from its content, within `limits`, EXIF orientation
