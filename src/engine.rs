@@ -3,7 +3,9 @@
 use std::path::{Path, PathBuf};
 
 use image::DynamicImage;
-use xsearch_index::{Entry, Hit, Index, IndexError, IndexSpec, KeyFilter, OpenReport, Reader};
+use xsearch_index::{
+    Entry, Hit, Id, ImageMeta, Index, IndexError, IndexSpec, KeyFilter, OpenReport, Reader, Taken,
+};
 
 use crate::decode::DecodeError;
 use crate::ingest::pipeline::{ingest, IngestObserver, IngestOptions, IngestSummary};
@@ -108,6 +110,9 @@ pub struct ImageHit {
     pub path: PathBuf,
     /// Cosine similarity with the query.
     pub score: f32,
+    /// When the picture was taken (or its file modified, as [`Taken::source`] says); `None`
+    /// for an image indexed before metadata was captured and not yet backfilled.
+    pub taken: Option<Taken>,
 }
 
 /// A text found by a search of the text collection.
@@ -265,13 +270,22 @@ impl Engine {
         };
         let key_filter: Option<KeyFilter<'_>> = filter.is_some().then_some(&accept);
         let hits = index.search(Collection::Images, &vector, options.k, key_filter)?;
-        Ok(hits
-            .into_iter()
-            .map(|hit| ImageHit {
-                path: key_path(&hit.key),
-                score: hit.score,
+        hits.into_iter()
+            .map(|hit| {
+                Ok(ImageHit {
+                    path: key_path(&hit.key),
+                    score: hit.score,
+                    taken: index.meta_of(hit.id)?.and_then(|meta| meta.taken),
+                })
             })
-            .collect())
+            .collect()
+    }
+
+    /// What the indexed image `id` (an index record's id) says about itself: capture time,
+    /// camera, pixel size, GPS position. `None` when the id is not a live image, or its
+    /// metadata has not been captured yet (the next ingest backfills it).
+    pub fn image_meta(&self, id: Id) -> Result<Option<ImageMeta>, Error> {
+        Ok(self.index()?.meta_of(id)?)
     }
 
     /// The texts of the text collection closest to `query` (image→text when the query is an
@@ -484,6 +498,13 @@ impl Store {
             (Store::Write(index), Collection::Texts) => index.texts().search(vector, k, filter),
             (Store::Read(reader), Collection::Images) => reader.images().search(vector, k, filter),
             (Store::Read(reader), Collection::Texts) => reader.texts().search(vector, k, filter),
+        }
+    }
+
+    fn meta_of(&self, id: Id) -> Result<Option<ImageMeta>, IndexError> {
+        match self {
+            Store::Write(index) => index.images().meta_of(id),
+            Store::Read(reader) => Ok(reader.images().meta_of(id).cloned()),
         }
     }
 

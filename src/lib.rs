@@ -45,6 +45,7 @@ pub mod model;
 pub mod query;
 mod search;
 mod tag;
+mod taken;
 
 pub use clip::{Clip, Embedding, DEFAULT_BATCH_SIZE, MAX_TEXT_CHARS};
 pub use decode::DecodeError;
@@ -57,7 +58,11 @@ pub use model::Error as ModelError;
 pub use query::{ParseError, Query, Term};
 pub use search::SearchOptions;
 pub use tag::{tag, LabelScore};
+pub use taken::format_taken;
 /// The index's format version, and what opening it found (a conversion, repairs).
 pub use xsearch_index::{
     GraphStatus, IndexError, OpenReport, FORMAT_VERSION as INDEX_FORMAT_VERSION,
 };
+/// What an image says about itself, captured at ingest ([`Engine::image_meta`],
+/// [`ImageHit::taken`]).
+pub use xsearch_index::{ImageMeta, Taken, TakenSource};

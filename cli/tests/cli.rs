@@ -12,6 +12,12 @@ const SHAPES: &str = concat!(
     "/../fixtures/models/shapes-tiny"
 );
 const PARITY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/parity");
+const META: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/meta");
+/// Central European Time with its summer time: the zone every test's `xsearch` runs in, so
+/// capture times without an offset read and print the same on any machine.
+const ZONE: &str = "CET-1CEST,M3.5.0,M10.5.0/3";
+/// 2023-11-14 22:13:20 UTC, 23:13:20 in `ZONE`: a modification time tests give files.
+const MTIME: u64 = 1_700_000_000;
 
 /// A temporary home for one test: an index directory and a photos folder.
 struct Sandbox {
@@ -46,12 +52,25 @@ impl Sandbox {
             .env("XSEARCH_MODEL", model)
             .env("HF_HUB_OFFLINE", "1")
             .env("HF_HOME", self.dir.path().join("hf"))
+            .env("TZ", ZONE)
             .env_remove("XSEARCH_PREVIEW");
         cmd
     }
 
     fn run(&self, model: &str, args: &[&str]) -> Output {
         self.command(model).args(args).output().unwrap()
+    }
+}
+
+/// Sets the modification time of every file in `dir` to [`MTIME`].
+fn set_mtimes(dir: &Path) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let file = std::fs::File::options()
+            .write(true)
+            .open(entry.unwrap().path())
+            .unwrap();
+        file.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(MTIME))
+            .unwrap();
     }
 }
 
@@ -167,6 +186,7 @@ fn offline_without_a_cached_model_fails_fast_and_says_what_to_do() {
 fn index_then_query_finds_the_described_shapes() {
     let sb = Sandbox::new();
     let (photos, items) = sb.photos("photos", 96, 2024);
+    set_mtimes(&photos);
     let out = sb.run(SHAPES, &["index", "--json", photos.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     let summary = &json_lines(&out)[0];
@@ -182,8 +202,10 @@ fn index_then_query_finds_the_described_shapes() {
     assert_eq!(hits.len(), 3);
     for (i, hit) in hits.iter().enumerate() {
         let keys: Vec<&String> = hit.as_object().unwrap().keys().collect();
-        assert_eq!(keys, ["path", "rank", "score"]);
+        assert_eq!(keys, ["path", "rank", "score", "taken"]);
         assert_eq!(hit["rank"], i + 1);
+        // No EXIF: the modification time, in the local zone.
+        assert_eq!(hit["taken"], "2023-11-14T23:13:20+01:00");
         let path = Path::new(hit["path"].as_str().unwrap());
         assert!(path.is_absolute());
         let item = items
@@ -947,5 +969,105 @@ fn texts_over_the_length_limit_are_refused_by_line_and_the_rest_added() {
     assert_eq!(
         stderr(&out),
         "xsearch: /dev/zero: more than 64 MiB of text, over the limit\n\nSplit it into smaller files.\n"
+    );
+}
+
+#[test]
+fn metadata_is_captured_and_an_index_without_it_gains_it_without_embedding() {
+    let sb = Sandbox::new();
+    let photos = sb.path("photos");
+    std::fs::create_dir_all(&photos).unwrap();
+    for name in ["offset.jpg", "local.jpg", "plain.jpg", "exif.png"] {
+        std::fs::copy(Path::new(META).join(name), photos.join(name)).unwrap();
+    }
+    set_mtimes(&photos);
+    let photos_arg = photos.to_str().unwrap();
+    let index = || {
+        let out = sb.run(SHAPES, &["index", "--json", photos_arg]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        json_lines(&out).remove(0)
+    };
+    let counts = |summary: &Value| {
+        ["added", "updated", "reused", "unchanged", "backfilled"].map(|k| summary[k].as_u64())
+    };
+    let taken = || -> Vec<(String, Option<String>)> {
+        let out = sb.run(SHAPES, &["query", "--json", "-k", "10", "a photo"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let mut taken: Vec<_> = json_lines(&out)
+            .iter()
+            .map(|hit| {
+                let path = Path::new(hit["path"].as_str().unwrap());
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                (
+                    name,
+                    hit.get("taken").map(|t| t.as_str().unwrap().to_owned()),
+                )
+            })
+            .collect();
+        taken.sort();
+        taken
+    };
+    let expected = vec![
+        // EXIF with its own offset.
+        (
+            "exif.png".to_owned(),
+            Some("2020-02-29T23:59:59-05:00".to_owned()),
+        ),
+        // A wall-clock time read and shown in the local zone: the camera's clock comes back.
+        (
+            "local.jpg".to_owned(),
+            Some("2021-01-14T18:03:00+01:00".to_owned()),
+        ),
+        (
+            "offset.jpg".to_owned(),
+            Some("2021-07-14T18:03:00+02:00".to_owned()),
+        ),
+        // No EXIF: the modification time.
+        (
+            "plain.jpg".to_owned(),
+            Some("2023-11-14T23:13:20+01:00".to_owned()),
+        ),
+    ];
+    let first = index();
+    assert_eq!(
+        counts(&first),
+        [Some(4), Some(0), Some(0), Some(0), Some(0)]
+    );
+    assert_eq!(taken(), expected);
+
+    // Make it an index from before metadata: each record written again with its own vector and
+    // no metadata, as older builds wrote them.
+    let status = json_lines(&sb.run(SHAPES, &["--json", "status"])).remove(0);
+    let spec = xsearch_index::IndexSpec {
+        model: status["fingerprint"].as_str().unwrap().to_owned(),
+        dim: status["dim"].as_u64().unwrap() as usize,
+    };
+    let store = xsearch_index::Index::open(sb.index(), &spec).unwrap();
+    let records: Vec<_> = store.images().iter().map(Result::unwrap).collect();
+    let entries = records
+        .into_iter()
+        .map(|(key, record)| xsearch_index::Entry {
+            vector: store.images().vector(record.id).unwrap().unwrap(),
+            key,
+            file: record.file,
+            meta: None,
+        })
+        .collect();
+    store.images().upsert_batch(entries).unwrap();
+    assert!(store.images().meta_table().is_empty());
+    store.close().unwrap();
+    assert!(taken().iter().all(|(_, taken)| taken.is_none()));
+
+    // The next run reads the four files' metadata and embeds nothing.
+    let second = index();
+    assert_eq!(
+        counts(&second),
+        [Some(0), Some(0), Some(0), Some(4), Some(4)]
+    );
+    assert_eq!(taken(), expected);
+    let third = index();
+    assert_eq!(
+        counts(&third),
+        [Some(0), Some(0), Some(0), Some(4), Some(0)]
     );
 }

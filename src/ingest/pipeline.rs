@@ -6,19 +6,25 @@
 //! batches of pixels exist at once, whatever the size of the folder.
 //!
 //! Crash safety comes from the order of writes: a file's record lands in the index together with
-//! its vector, in one transaction per batch, flushed before the next batch is taken. A run that
-//! is killed loses at most the batches in flight; the next run skips everything committed
-//! (same size and modification time) and finishes the job.
+//! its vector and its metadata, in one transaction per batch, flushed before the next batch is
+//! taken. A run that is killed loses at most the batches in flight; the next run skips
+//! everything committed (same size and modification time) and finishes the job.
+//!
+//! Metadata (capture time, camera, size, position: [`read_meta`]) is read from the bytes the
+//! decoder reads. An unchanged file whose record has none (indexed before metadata was
+//! captured) gets it on the next run without being decoded or embedded: its bytes are read,
+//! its metadata extracted, and committed in batches of [`BACKFILL_BATCH`].
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use jiff::tz::TimeZone;
 use rayon::prelude::*;
-use xsearch_index::{Entry, FileStamp, Index};
+use xsearch_index::{Entry, FileStamp, Id, ImageMeta, Index};
 
 use crate::clip::{ImageSource, DEFAULT_BATCH_SIZE};
-use crate::decode::read_file;
+use crate::decode::{read_file, read_meta};
 use crate::ingest::walk::{distinct_roots, walk, Candidate, Found, RawPairs, WalkOptions};
 use crate::keys::{key_path, path_key};
 use crate::{Clip, Error};
@@ -147,6 +153,9 @@ pub struct IngestSummary {
     /// New or changed files whose content was already indexed (renamed or duplicated): their
     /// stored vector was reused instead of embedding them again.
     pub reused: usize,
+    /// Unchanged files indexed before metadata was captured that gained it: their bytes were
+    /// read for it, nothing was decoded or embedded.
+    pub backfilled: usize,
     /// Files that were indexed but are gone from disk, removed from the index.
     pub removed: usize,
     /// Files and folders skipped with an error (listed by `xsearch status`), including files
@@ -172,8 +181,12 @@ pub(crate) fn ingest(
     observer: &dyn IngestObserver,
 ) -> Result<IngestSummary, Error> {
     let roots = distinct_roots(roots, options.walk());
+    // EXIF times without an offset are wall-clock times: read in this machine's zone (UTC
+    // when it has none configured).
+    let zone = TimeZone::system();
     let mut summary = IngestSummary::default();
     let mut pending = 0;
+    let mut backfill = Vec::new();
     for found in walk(&roots, options.walk()) {
         match found {
             Ok(Found::Video(_)) => summary.videos += 1,
@@ -182,7 +195,16 @@ pub(crate) fn ingest(
                 summary.found += 1;
                 match needs_work(index, &candidate)? {
                     Work::New | Work::Changed => pending += 1,
-                    Work::Unchanged => summary.unchanged += 1,
+                    Work::Unchanged { id } => {
+                        summary.unchanged += 1;
+                        if index.images().meta_table().get(id).is_none() {
+                            backfill.push((id, candidate));
+                            if backfill.len() == BACKFILL_BATCH {
+                                summary.backfilled +=
+                                    backfill_meta(index, clip, &zone, &mut backfill)?;
+                            }
+                        }
+                    }
                     Work::KnownFailure(reason) => {
                         summary.failed += 1;
                         observer.event(IngestEvent::Skipped {
@@ -202,6 +224,7 @@ pub(crate) fn ingest(
             }
         }
     }
+    summary.backfilled += backfill_meta(index, clip, &zone, &mut backfill)?;
     observer.event(IngestEvent::Walked {
         pending,
         unchanged: summary.unchanged,
@@ -215,10 +238,10 @@ pub(crate) fn ingest(
             .filter_map(|candidate| match needs_work(index, &candidate) {
                 Ok(Work::New) => Some(Ok((candidate, false))),
                 Ok(Work::Changed) => Some(Ok((candidate, true))),
-                Ok(Work::Unchanged | Work::KnownFailure(_)) => None,
+                Ok(Work::Unchanged { .. } | Work::KnownFailure(_)) => None,
                 Err(e) => Some(Err(e)),
             });
-        embed(clip, index, work, options, observer, &mut summary)?;
+        embed(clip, index, &zone, work, options, observer, &mut summary)?;
     }
     summary.removed = prune(index, &roots)?;
     index.checkpoint()?;
@@ -231,8 +254,8 @@ enum Work {
     New,
     /// Indexed, but its size or modification time changed.
     Changed,
-    /// Indexed with the same size and modification time.
-    Unchanged,
+    /// Indexed with the same size and modification time, as record `id`.
+    Unchanged { id: Id },
     /// It failed before (this reason), and has not been modified since.
     KnownFailure(String),
 }
@@ -245,7 +268,7 @@ fn needs_work(index: &Index, candidate: &Candidate) -> Result<Work, Error> {
             .as_ref()
             .is_some_and(|f| f.size == candidate.size && f.mtime_ns == candidate.mtime_ns);
         return Ok(if unchanged {
-            Work::Unchanged
+            Work::Unchanged { id: previous.id }
         } else {
             Work::Changed
         });
@@ -274,6 +297,7 @@ struct PreparedFile {
     candidate: Candidate,
     updated: bool,
     hash: Vec<u8>,
+    meta: ImageMeta,
     /// Preprocessed pixels, ready for the image tower, or what to do instead.
     prepared: Result<Vec<f32>, NoPixels>,
 }
@@ -283,6 +307,7 @@ struct PreparedFile {
 fn embed(
     clip: &Clip,
     index: &Index,
+    zone: &TimeZone,
     mut work: impl Iterator<Item = Result<(Candidate, bool), Error>> + Send,
     options: &IngestOptions,
     observer: &dyn IngestObserver,
@@ -304,7 +329,7 @@ fn embed(
                 }
                 let batch = chunk
                     .into_par_iter()
-                    .map(|(candidate, updated)| prepare(clip, index, candidate, updated))
+                    .map(|(candidate, updated)| prepare(clip, index, zone, candidate, updated))
                     .collect::<Result<Vec<_>, Error>>()?;
                 if sender.send(batch).is_err() {
                     return Ok(()); // the consumer stopped on an error; it reports it
@@ -328,6 +353,7 @@ fn embed(
 fn prepare(
     clip: &Clip,
     index: &Index,
+    zone: &TimeZone,
     candidate: Candidate,
     updated: bool,
 ) -> Result<PreparedFile, Error> {
@@ -335,6 +361,7 @@ fn prepare(
         candidate,
         updated,
         hash: Vec::new(),
+        meta: ImageMeta::default(),
         prepared: Err(NoPixels::Failed(String::new())),
     };
     let path = &file.candidate.path;
@@ -347,6 +374,7 @@ fn prepare(
         }
     };
     file.hash = blake3::hash(&bytes).as_bytes().to_vec();
+    file.meta = read_meta(&bytes, Some(path), file.candidate.mtime_ns, zone);
     if let Some((_, vector)) = index.images().lookup_hash(&file.hash)? {
         file.prepared = Err(NoPixels::Reused(vector));
         return Ok(file);
@@ -369,13 +397,22 @@ fn commit(
     // failed files keep their slots.
     let (files, slots): (Vec<_>, Vec<_>) = batch
         .into_iter()
-        .map(|file| ((file.candidate, file.updated, file.hash), file.prepared))
+        .map(|file| {
+            let PreparedFile {
+                candidate,
+                updated,
+                hash,
+                meta,
+                prepared,
+            } = file;
+            ((candidate, updated, hash, meta), prepared)
+        })
         .unzip();
     let vectors = clip.embed_slots(slots)?;
     let mut entries = Vec::with_capacity(files.len());
     let mut succeeded = Vec::with_capacity(files.len());
     let mut stale = Vec::new();
-    for ((candidate, updated, hash), vector) in files.into_iter().zip(vectors) {
+    for ((candidate, updated, hash, meta), vector) in files.into_iter().zip(vectors) {
         let key = path_key(&candidate.path);
         let vector = match vector {
             Ok(embedding) => embedding,
@@ -412,7 +449,7 @@ fn commit(
                 hash,
             }),
             vector,
-            meta: None,
+            meta: Some(meta),
         });
     }
     let files = entries.len();
@@ -425,6 +462,36 @@ fn commit(
     }
     observer.event(IngestEvent::Committed { files });
     Ok(())
+}
+
+/// Files whose metadata is read and committed together when backfilling: the reads run in
+/// parallel, and a kill loses at most one batch of (cheap) work.
+const BACKFILL_BATCH: usize = 64;
+
+/// Reads the metadata of the unchanged files in `batch` (emptied) and stores it under their
+/// records; returns how many gained it. A file that cannot be read now keeps none, and is
+/// tried again by the next run.
+fn backfill_meta(
+    index: &Index,
+    clip: &Clip,
+    zone: &TimeZone,
+    batch: &mut Vec<(Id, Candidate)>,
+) -> Result<usize, Error> {
+    let limits = clip.decode_limits();
+    let metas: Vec<(Id, ImageMeta)> = batch
+        .par_drain(..)
+        .filter_map(|(id, candidate)| {
+            let bytes = read_file(&candidate.path, limits).ok()?;
+            Some((
+                id,
+                read_meta(&bytes, Some(&candidate.path), candidate.mtime_ns, zone),
+            ))
+        })
+        .collect();
+    if metas.is_empty() {
+        return Ok(0);
+    }
+    Ok(index.images().set_meta(metas)?)
 }
 
 /// Removes the records of files under `roots` that are no longer on disk, and forgets their

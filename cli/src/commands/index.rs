@@ -27,6 +27,7 @@ struct IndexSummaryFields {
     added: usize,
     updated: usize,
     reused: usize,
+    backfilled: usize,
     removed: usize,
     failed: usize,
     special: usize,
@@ -40,6 +41,7 @@ impl From<&IngestSummary> for IndexSummaryFields {
             added: s.added,
             updated: s.updated,
             reused: s.reused,
+            backfilled: s.backfilled,
             removed: s.removed,
             failed: s.failed,
             special: s.special,
@@ -108,6 +110,12 @@ fn summary_line(s: &IngestSummary, seconds: f64) -> String {
          {} unchanged",
         s.added, s.updated, s.reused, s.unchanged
     );
+    if s.backfilled > 0 {
+        line.push_str(&format!(
+            ", {} gained their metadata (read, not embedded)",
+            s.backfilled
+        ));
+    }
     if s.removed > 0 {
         line.push_str(&format!(", {} removed (gone from disk)", s.removed));
     }

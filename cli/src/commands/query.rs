@@ -4,7 +4,7 @@ use std::io::Write;
 
 use anyhow::Result;
 use serde::Serialize;
-use xsearch::{Engine, Query, SearchOptions, Term};
+use xsearch::{format_taken, Engine, Query, SearchOptions, Term};
 
 use crate::args::QueryArgs;
 use crate::output::{score4, JsonPath, Printer};
@@ -17,6 +17,9 @@ struct ImageRecord {
     score: f64,
     #[serde(flatten)]
     path: JsonPath,
+    /// ISO 8601, when known (see `xsearch::format_taken`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    taken: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -105,6 +108,7 @@ pub fn run(
                 rank: i + 1,
                 score: score4(hit.score),
                 path: JsonPath::new(&hit.path),
+                taken: hit.taken.as_ref().map(format_taken),
             };
             printer.record(&record, || {
                 format!("{:.4}  {}", hit.score, record.path.text())
