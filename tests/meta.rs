@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use jiff::tz::TimeZone;
-use xsearch::decode::read_meta;
+use xsearch::decode::{read_file_meta, read_meta, DecodeLimits};
 use xsearch_index::{ImageMeta, Taken, TakenSource};
 
 /// 2023-11-14 22:13:20.123456789 UTC: the modification time the tests pass.
@@ -197,5 +197,32 @@ fn random_bytes_have_no_metadata_but_their_modification_time() {
             taken: mtime(),
             ..ImageMeta::default()
         }
+    );
+}
+
+#[test]
+fn a_file_read_for_its_metadata_alone_gives_the_same_answers() {
+    // Padded past the head a JPEG is read by: its head is enough. The TIFF is read whole.
+    let dir = tempfile::tempdir().unwrap();
+    for (name, expected) in [
+        ("offset.jpg", offset_jpeg()),
+        ("exif.tif", meta_of("meta/exif.tif")),
+    ] {
+        let mut bytes = std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("fixtures/meta")
+                .join(name),
+        )
+        .unwrap();
+        bytes.resize(bytes.len() + 400_000, 0);
+        let path = dir.path().join(name);
+        std::fs::write(&path, &bytes).unwrap();
+        let meta = read_file_meta(&path, &DecodeLimits::default(), MTIME_NS, &zone()).unwrap();
+        assert_eq!(meta, expected, "{name}");
+    }
+    let small = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/meta/exif.png");
+    assert_eq!(
+        read_file_meta(&small, &DecodeLimits::default(), MTIME_NS, &zone()).unwrap(),
+        meta_of("meta/exif.png")
     );
 }

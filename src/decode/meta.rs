@@ -26,7 +26,11 @@ use jiff::civil;
 use jiff::tz::{Offset, TimeZone};
 use xsearch_index::{ImageMeta, Taken, TakenSource};
 
-use super::{contain, raw};
+use super::{contain, raw, read_file, read_head, DecodeError, DecodeLimits};
+
+/// How much of a JPEG [`read_file_meta`] reads first: its EXIF block (APP1, at most 64 KiB)
+/// and frame header come before the picture data, after at most a few other segments.
+const JPEG_HEAD: u64 = 256 << 10;
 
 /// The metadata of the image file whose content is `bytes` (at `path`, for errors; modified at
 /// `mtime_ns`, nanoseconds since the Unix epoch), reading EXIF times without an offset in
@@ -43,6 +47,31 @@ pub fn read_meta(bytes: &[u8], path: Option<&Path>, mtime_ns: i64, zone: &TimeZo
         });
     }
     meta
+}
+
+/// [`read_meta`] for a file not otherwise read (an indexed file gaining its metadata): of a
+/// JPEG only the head is read when it holds the frame header, as it does in camera files;
+/// any other file is read whole (TIFF and WebP may keep their metadata at the end).
+pub fn read_file_meta(
+    path: &Path,
+    limits: &DecodeLimits,
+    mtime_ns: i64,
+    zone: &TimeZone,
+) -> Result<ImageMeta, DecodeError> {
+    let head = read_head(path, limits, JPEG_HEAD)?;
+    let whole = (head.len() as u64) < JPEG_HEAD;
+    if whole || head.starts_with(&[0xFF, 0xD8]) {
+        let meta = read_meta(&head, Some(path), mtime_ns, zone);
+        if whole || meta.width > 0 {
+            return Ok(meta);
+        }
+    }
+    Ok(read_meta(
+        &read_file(path, limits)?,
+        Some(path),
+        mtime_ns,
+        zone,
+    ))
 }
 
 fn from_bytes(bytes: &[u8], zone: &TimeZone) -> ImageMeta {

@@ -57,8 +57,8 @@ use image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader};
 pub use contain::{contain, panic_is_contained};
 pub use error::DecodeError;
 pub use limits::DecodeLimits;
-pub use meta::read_meta;
-pub use read::{read_file, special_kind};
+pub use meta::{read_file_meta, read_meta};
+pub use read::{read_file, read_head, special_kind};
 
 /// Decode the image file at `path`: format from its content, within `limits`, EXIF orientation
 /// applied, first frame of an animation.

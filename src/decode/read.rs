@@ -16,6 +16,20 @@ use super::{DecodeError, DecodeLimits};
 
 /// The bytes of the regular file at `path`, at most `limits.max_file_bytes` of them.
 pub fn read_file(path: &Path, limits: &DecodeLimits) -> Result<Vec<u8>, DecodeError> {
+    read_up_to(path, limits, None)
+}
+
+/// The first `len` bytes of the regular file at `path` (all of it when shorter), under the
+/// same checks as [`read_file`]: for a caller that needs only a header.
+pub fn read_head(path: &Path, limits: &DecodeLimits, len: u64) -> Result<Vec<u8>, DecodeError> {
+    read_up_to(path, limits, Some(len))
+}
+
+fn read_up_to(
+    path: &Path,
+    limits: &DecodeLimits,
+    head: Option<u64>,
+) -> Result<Vec<u8>, DecodeError> {
     let io = |source| DecodeError::Io {
         path: Some(path.to_path_buf()),
         source,
@@ -25,11 +39,10 @@ pub fn read_file(path: &Path, limits: &DecodeLimits) -> Result<Vec<u8>, DecodeEr
     let file = open_nonblocking(path).map_err(io)?;
     let metadata = file.metadata().map_err(io)?;
     check(path, &metadata, cap)?;
-    let len = usize::try_from(metadata.len().min(cap)).unwrap_or(usize::MAX);
+    let want = head.map_or(cap.saturating_add(1), |head| head.min(cap));
+    let len = usize::try_from(metadata.len().min(want)).unwrap_or(usize::MAX);
     let mut bytes = Vec::with_capacity(len.saturating_add(1));
-    file.take(cap.saturating_add(1))
-        .read_to_end(&mut bytes)
-        .map_err(io)?;
+    file.take(want).read_to_end(&mut bytes).map_err(io)?;
     if bytes.len() as u64 > cap {
         // It grew past the limit while we read it.
         return Err(DecodeError::FileTooLarge {
@@ -183,5 +196,7 @@ mod tests {
             ..DecodeLimits::default()
         };
         assert_eq!(read_file(&path, &tiny).unwrap(), b"12345");
+        assert_eq!(read_head(&path, &tiny, 3).unwrap(), b"123");
+        assert_eq!(read_head(&path, &tiny, 9).unwrap(), b"12345");
     }
 }

@@ -24,7 +24,7 @@ use rayon::prelude::*;
 use xsearch_index::{Entry, FileStamp, Id, ImageMeta, Index};
 
 use crate::clip::{ImageSource, DEFAULT_BATCH_SIZE};
-use crate::decode::{read_file, read_meta};
+use crate::decode::{read_file, read_file_meta, read_meta};
 use crate::ingest::walk::{distinct_roots, walk, Candidate, Found, RawPairs, WalkOptions};
 use crate::keys::{key_path, path_key};
 use crate::{Clip, Error};
@@ -469,7 +469,7 @@ fn commit(
 const BACKFILL_BATCH: usize = 64;
 
 /// Reads the metadata of the unchanged files in `batch` (emptied) and stores it under their
-/// records; returns how many gained it. A file that cannot be read now keeps none, and is
+/// records; returns how many gained it. A JPEG's head is all that is read of it. A file that cannot be read now keeps none, and is
 /// tried again by the next run.
 fn backfill_meta(
     index: &Index,
@@ -481,11 +481,8 @@ fn backfill_meta(
     let metas: Vec<(Id, ImageMeta)> = batch
         .par_drain(..)
         .filter_map(|(id, candidate)| {
-            let bytes = read_file(&candidate.path, limits).ok()?;
-            Some((
-                id,
-                read_meta(&bytes, Some(&candidate.path), candidate.mtime_ns, zone),
-            ))
+            let meta = read_file_meta(&candidate.path, limits, candidate.mtime_ns, zone);
+            Some((id, meta.ok()?))
         })
         .collect();
     if metas.is_empty() {
