@@ -1,12 +1,16 @@
 //! What the read view costs: the time a checkpoint spends publishing it, its size, and the
 //! time a reader takes to open it, for N records with paths and content hashes like a photo
-//! library's.
+//! library's, each with image metadata (capture time, camera, size, position) unless
+//! `--no-meta` is given.
 //!
-//! `cargo run --release -p xsearch-index --example view_cost -- 100000`
+//! `cargo run --release -p xsearch-index --example view_cost -- 100000 [--no-meta]`
 
 use std::time::Instant;
 
-use xsearch_index::{Entry, FileStamp, HnswParams, Index, IndexOptions, IndexSpec, Reader};
+use xsearch_index::{
+    Entry, FileStamp, HnswParams, ImageMeta, Index, IndexOptions, IndexSpec, Reader, Taken,
+    TakenSource,
+};
 
 const DIM: usize = 32;
 
@@ -14,6 +18,7 @@ fn main() -> Result<(), xsearch_index::IndexError> {
     let n: usize = std::env::args()
         .nth(1)
         .map_or(100_000, |a| a.parse().expect("a number of records"));
+    let with_meta = !std::env::args().any(|a| a == "--no-meta");
     let dir = tempfile::tempdir().expect("a temporary directory");
     let spec = IndexSpec {
         model: "view-cost".into(),
@@ -44,7 +49,17 @@ fn main() -> Result<(), xsearch_index::IndexError> {
                 vector: (0..DIM)
                     .map(|j| ((i * 7 + j * 13) as f32 * 0.61).sin())
                     .collect(),
-                meta: None,
+                meta: with_meta.then(|| ImageMeta {
+                    taken: Some(Taken {
+                        unix: 1_600_000_000 + i as i64 * 600,
+                        offset_minutes: Some(120),
+                        source: TakenSource::Exif,
+                    }),
+                    camera: Some(["Apple iPhone 12", "Canon EOS 5D", "NIKON D750"][i % 3].into()),
+                    width: 4032,
+                    height: 3024,
+                    gps: Some((48.85 + i as f64 * 1e-5, 2.29)),
+                }),
             })
             .collect();
         index.images().upsert_batch(batch)?;
@@ -69,8 +84,12 @@ fn main() -> Result<(), xsearch_index::IndexError> {
     let reader = Reader::open(dir.path())?;
     let open = started.elapsed();
     assert_eq!(reader.images().len(), n);
+    assert_eq!(
+        reader.images().meta_table().len(),
+        if with_meta { n } else { 0 }
+    );
     println!(
-        "{n} records: checkpoint after one record (seal + publish) {:.0} ms, with nothing new {:.1} ms, view {:.1} MB, reader open {:.0} ms",
+        "{n} records (metadata: {with_meta}): checkpoint after one record (seal + publish) {:.0} ms, with nothing new {:.1} ms, view {:.1} MB, reader open {:.0} ms",
         publish.as_secs_f64() * 1e3,
         idle.as_secs_f64() * 1e3,
         size as f64 / 1e6,

@@ -34,6 +34,11 @@
 //! - **Tail**: the graph in memory that new vectors are inserted into. It is sealed into a
 //!   segment when it reaches [`IndexOptions::segment_points`] points and at every checkpoint,
 //!   so a writer's memory is bounded by one segment whatever the collection's size.
+//! - **Image metadata**: an [`ImageMeta`] per image record (capture time, camera, size,
+//!   position), stored with its vector in the same transaction ([`Entry::meta`]) or later
+//!   ([`Collection::set_meta`], for records stored before it existed), removed with its
+//!   record. The fields filters check are kept in memory per live id ([`MetaTable`]:
+//!   [`Collection::meta_table`], [`ReadCollection::meta_table`]).
 //! - **Tombstone**: a graph point whose record was removed or replaced. Graphs cannot delete,
 //!   so searches skip them; checkpoints rebuild a segment when they exceed
 //!   [`IndexOptions::compact_fraction`] of it, and merge small segments.

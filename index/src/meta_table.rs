@@ -32,6 +32,13 @@ pub struct MetaTable {
 }
 
 impl MetaTable {
+    pub(crate) fn with_capacity(ids: usize) -> MetaTable {
+        MetaTable {
+            fields: HashMap::with_capacity(ids),
+            ..MetaTable::default()
+        }
+    }
+
     /// The fields of `id`, if it has metadata.
     pub fn get(&self, id: Id) -> Option<MetaFields> {
         self.fields.get(&id).copied()

@@ -182,7 +182,8 @@ pub struct ReadCollection {
     records: BTreeMap<Vec<u8>, Record>,
     keys: HashMap<Id, Vec<u8>>,
     live: LiveSet,
-    metas: HashMap<Id, ImageMeta>,
+    /// By id, ascending (the writer publishes them in id order; sorted again in case).
+    metas: Vec<(Id, ImageMeta)>,
     table: MetaTable,
     generation: u64,
 }
@@ -193,7 +194,7 @@ impl ReadCollection {
         header: &Header,
         collection: &CollectionHeader,
         records: Vec<(Vec<u8>, Record)>,
-        metas: Vec<(Id, ImageMeta)>,
+        mut metas: Vec<(Id, ImageMeta)>,
         options: IndexOptions,
     ) -> Result<ReadCollection, Missing> {
         let mut segments = Vec::with_capacity(collection.segments.len());
@@ -215,7 +216,10 @@ impl ReadCollection {
             live.insert(record.id);
             keys.insert(record.id, key.clone());
         }
-        let mut table = MetaTable::default();
+        if !metas.is_sorted_by_key(|(id, _)| *id) {
+            metas.sort_unstable_by_key(|(id, _)| *id);
+        }
+        let mut table = MetaTable::with_capacity(metas.len());
         for (id, meta) in &metas {
             table.insert(*id, meta);
         }
@@ -226,7 +230,7 @@ impl ReadCollection {
             records: records.into_iter().collect(),
             keys,
             live,
-            metas: metas.into_iter().collect(),
+            metas,
             table,
             generation: collection.data_generation,
         })
@@ -273,7 +277,8 @@ impl ReadCollection {
     /// The metadata of the live record `id`; as
     /// [`Collection::meta_of`](crate::Collection::meta_of).
     pub fn meta_of(&self, id: Id) -> Option<&ImageMeta> {
-        self.metas.get(&id)
+        let at = self.metas.binary_search_by_key(&id, |(id, _)| *id).ok()?;
+        Some(&self.metas[at].1)
     }
 
     /// The filterable metadata of every live record in the view.
