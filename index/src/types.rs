@@ -148,7 +148,8 @@ pub struct ImageMeta {
     pub taken: Option<Taken>,
     /// Camera make and model, trimmed, the make not repeated: "Apple iPhone 12".
     pub camera: Option<String>,
-    /// Pixel width as stored (0 = unknown).
+    /// Pixel width as stored: as the file's header states it, before EXIF orientation
+    /// (0 = unknown).
     pub width: u32,
     /// Pixel height as stored (0 = unknown).
     pub height: u32,
