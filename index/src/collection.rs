@@ -12,13 +12,14 @@ use crate::graphs::{GraphConfig, Graphs};
 use crate::kernels::dot_le;
 use crate::live::LiveSet;
 use crate::meta_table::MetaTable;
+use crate::pairs;
 use crate::search::{self, check_vector, Searchable};
 use crate::store::keys::Names;
 use crate::store::Store;
 use crate::sync::{lock, read, write};
 use crate::types::{
-    CollectionStats, Entry, GraphStatus, Hit, HnswParams, ImageMeta, IndexOptions, KeyFilter,
-    Record,
+    CollectionStats, Entry, GraphStatus, Hit, HnswParams, IdFilter, ImageMeta, IndexOptions,
+    KeyFilter, Pair, Record,
 };
 use crate::view::CollectionHeader;
 use crate::{Id, IndexError};
@@ -245,6 +246,35 @@ impl Collection {
         search::exact_search(self, query, k, filter)
     }
 
+    /// The `k` records most similar to the stored record `id`, best first, itself left out
+    /// (records with an equal vector, copies of one file, are kept). Empty when `id` is not
+    /// live. Searched as [`Collection::search`] searches.
+    pub fn neighbours(&self, id: Id, k: usize) -> Result<Vec<Hit>, IndexError> {
+        pairs::neighbours(
+            self,
+            self.options.exact_threshold,
+            self.options.ef_search,
+            id,
+            k,
+        )
+    }
+
+    /// Every pair of live records, among those `accept` accepts, whose vectors' dot product
+    /// is at least `min_score`: each once, as `a < b`, sorted.
+    ///
+    /// Never scores all pairs of a large collection: each record asks the graphs for its 16
+    /// nearest neighbours (a near-duplicate group of any size still links up through its
+    /// members' neighbours), so, as with searches, a pair can be missed. When the accepted
+    /// records are at most [`IndexOptions::exact_threshold`], every pair among them is scored
+    /// exactly.
+    pub fn similar_pairs(
+        &self,
+        min_score: f32,
+        accept: Option<IdFilter<'_>>,
+    ) -> Result<Vec<Pair>, IndexError> {
+        pairs::similar_pairs(self, self.options.exact_threshold, min_score, accept)
+    }
+
     /// Counts for `xsearch status`.
     pub fn stats(&self) -> Result<CollectionStats, IndexError> {
         let live = self.len();
@@ -318,6 +348,14 @@ impl Searchable for Collection {
 
     fn key_of(&self, id: Id) -> Result<Option<Vec<u8>>, IndexError> {
         self.store.key_of(id)
+    }
+
+    fn live_ids(&self) -> Vec<Id> {
+        read(&self.live).iter().collect()
+    }
+
+    fn vector_of(&self, id: Id) -> Result<Option<Vec<f32>>, IndexError> {
+        self.store.vector(id)
     }
 
     /// A scan of the store's vectors, in chunks scored in parallel.

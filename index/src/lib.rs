@@ -76,6 +76,7 @@ mod index;
 mod kernels;
 mod live;
 mod meta_table;
+mod pairs;
 mod reader;
 mod search;
 mod segment;
@@ -91,9 +92,9 @@ pub use index::Index;
 pub use meta_table::{CameraId, MetaFields, MetaTable};
 pub use reader::{inspect, ReadCollection, Reader};
 pub use types::{
-    CollectionStats, Entry, Failure, FileStamp, GraphStatus, Hit, HnswParams, Id, ImageMeta,
-    IndexInfo, IndexOptions, IndexSpec, IndexStats, KeyFilter, OpenReport, Record, Taken,
-    TakenSource,
+    CollectionStats, Entry, Failure, FileStamp, GraphStatus, Hit, HnswParams, Id, IdFilter,
+    ImageMeta, IndexInfo, IndexOptions, IndexSpec, IndexStats, KeyFilter, OpenReport, Pair, Record,
+    Taken, TakenSource,
 };
 
 /// The on-disk format this build writes. It also reads format 1, converting it on open.

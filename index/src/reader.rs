@@ -5,17 +5,19 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::exact::{score_chunk, Scored, TopK, CHUNK};
 use crate::kernels::dot;
 use crate::live::LiveSet;
 use crate::meta_table::MetaTable;
+use crate::pairs;
 use crate::search::{self, Searchable};
 use crate::segment::Segment;
 use crate::types::{
-    CollectionStats, Failure, Hit, ImageMeta, IndexInfo, IndexOptions, IndexSpec, IndexStats,
-    KeyFilter, Record,
+    CollectionStats, Failure, Hit, IdFilter, ImageMeta, IndexInfo, IndexOptions, IndexSpec,
+    IndexStats, KeyFilter, Pair, Record,
 };
 use crate::view::{self, CollectionHeader, Header};
 use crate::{Id, IndexError};
@@ -186,6 +188,9 @@ pub struct ReadCollection {
     metas: Vec<(Id, ImageMeta)>,
     table: MetaTable,
     generation: u64,
+    /// Where each live id's vector is: (segment, node). Built on first use: searches do not
+    /// need it, and a fresh query process should not pay for it.
+    places: OnceLock<HashMap<Id, (usize, u32)>>,
 }
 
 impl ReadCollection {
@@ -233,6 +238,7 @@ impl ReadCollection {
             metas,
             table,
             generation: collection.data_generation,
+            places: OnceLock::new(),
         })
     }
 
@@ -262,6 +268,45 @@ impl ReadCollection {
         filter: Option<KeyFilter<'_>>,
     ) -> Result<Vec<Hit>, IndexError> {
         search::exact_search(self, query, k, filter)
+    }
+
+    /// As [`Collection::neighbours`](crate::Collection::neighbours): the `k` records most
+    /// similar to the stored record `id`, itself left out.
+    pub fn neighbours(&self, id: Id, k: usize) -> Result<Vec<Hit>, IndexError> {
+        pairs::neighbours(
+            self,
+            self.options.exact_threshold,
+            self.options.ef_search,
+            id,
+            k,
+        )
+    }
+
+    /// As [`Collection::similar_pairs`](crate::Collection::similar_pairs): the pairs of live
+    /// records (accepted by `accept`) whose dot product is at least `min_score`.
+    pub fn similar_pairs(
+        &self,
+        min_score: f32,
+        accept: Option<IdFilter<'_>>,
+    ) -> Result<Vec<Pair>, IndexError> {
+        pairs::similar_pairs(self, self.options.exact_threshold, min_score, accept)
+    }
+
+    /// The vector of the live record `id`.
+    pub fn vector(&self, id: Id) -> Option<&[f32]> {
+        let places = self.places.get_or_init(|| {
+            let mut places = HashMap::with_capacity(self.records.len());
+            for (s, segment) in self.segments.iter().enumerate() {
+                for (node, &id) in segment.ids().iter().enumerate() {
+                    if self.live.contains(id) {
+                        places.insert(id, (s, node as u32));
+                    }
+                }
+            }
+            places
+        });
+        let &(segment, node) = places.get(&id)?;
+        Some(self.segments[segment].vector(node))
     }
 
     /// The record stored under `key`.
@@ -335,6 +380,14 @@ impl Searchable for ReadCollection {
 
     fn key_of(&self, id: Id) -> Result<Option<Vec<u8>>, IndexError> {
         Ok(self.keys.get(&id).cloned())
+    }
+
+    fn live_ids(&self) -> Vec<Id> {
+        self.live.iter().collect()
+    }
+
+    fn vector_of(&self, id: Id) -> Result<Option<Vec<f32>>, IndexError> {
+        Ok(self.vector(id).map(<[f32]>::to_vec))
     }
 
     /// A scan of the live nodes' f32 vectors in the segments, in chunks scored in parallel.

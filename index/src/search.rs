@@ -17,6 +17,10 @@ pub(crate) trait Searchable {
     fn graph_candidates(&self, query: &[f32], fetch: usize, ef: usize) -> Vec<Scored>;
     /// The key of a live id.
     fn key_of(&self, id: Id) -> Result<Option<Vec<u8>>, IndexError>;
+    /// Every live id, ascending.
+    fn live_ids(&self) -> Vec<Id>;
+    /// The vector of a live id.
+    fn vector_of(&self, id: Id) -> Result<Option<Vec<f32>>, IndexError>;
     /// The exact `k` best live ids (accepted by `filter`), best first.
     fn exact_top(
         &self,

@@ -195,6 +195,33 @@ pub struct Hit {
 /// A predicate on keys; search returns only records it accepts.
 pub type KeyFilter<'a> = &'a (dyn Fn(&[u8]) -> bool + Sync);
 
+/// A predicate on ids; [`Collection::similar_pairs`](crate::Collection::similar_pairs) pairs
+/// only records it accepts.
+pub type IdFilter<'a> = &'a (dyn Fn(Id) -> bool + Sync);
+
+/// Two records whose vectors are similar, from
+/// [`Collection::similar_pairs`](crate::Collection::similar_pairs).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pair {
+    /// The lower id.
+    pub a: Id,
+    /// The higher id.
+    pub b: Id,
+    /// Dot product of their vectors.
+    pub score: f32,
+}
+
+impl Pair {
+    /// The pair of `x` and `y`, in either order.
+    pub fn new(x: Id, y: Id, score: f32) -> Pair {
+        Pair {
+            a: x.min(y),
+            b: x.max(y),
+            score,
+        }
+    }
+}
+
 /// How the graphs of a collection came to be at open time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GraphStatus {

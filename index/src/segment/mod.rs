@@ -111,7 +111,8 @@ impl Segment {
         self.halves.slice(&self.map)
     }
 
-    fn vector(&self, node: u32) -> &[f32] {
+    /// The f32 vector of node `node`.
+    pub fn vector(&self, node: u32) -> &[f32] {
         let start = node as usize * self.dim;
         &self.vectors()[start..start + self.dim]
     }
