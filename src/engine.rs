@@ -4,15 +4,17 @@ use std::path::{Path, PathBuf};
 
 use image::DynamicImage;
 use xsearch_index::{
-    Entry, Hit, Id, ImageMeta, Index, IndexError, IndexSpec, KeyFilter, OpenReport, Reader, Taken,
+    Entry, Hit, Id, IdFilter, ImageMeta, Index, IndexError, IndexSpec, KeyFilter, OpenReport, Pair,
+    Reader, Taken,
 };
 
 use crate::decode::DecodeError;
+use crate::dupes::{self, DupSource, Image};
 use crate::ingest::pipeline::{ingest, IngestObserver, IngestOptions, IngestSummary};
 use crate::keys::key_path;
 use crate::model::hub::{DownloadProgress, DEFAULT_REPO};
 use crate::tag::LabelScore;
-use crate::{Clip, Embedding, Error, Query, SearchOptions};
+use crate::{Clip, DupGroup, DupesOptions, Embedding, Error, Query, SearchOptions};
 
 /// How [`Engine::open`] opens the index.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -307,6 +309,15 @@ impl Engine {
             .collect())
     }
 
+    /// Groups of duplicate images: byte-identical files, and near-duplicates whose embeddings
+    /// reach `options.threshold` (cosine) pair by pair, each group with a suggested keeper.
+    /// Groups come largest first, then by score, then by first path. Reads the index only
+    /// (a reader works while a writer ingests) and never deletes or moves a file; how groups
+    /// are made is on [`DupGroup`].
+    pub fn duplicates(&self, options: &DupesOptions) -> Result<Vec<DupGroup>, Error> {
+        dupes::find(self.index()?, options)
+    }
+
     /// Adds texts to the text collection; texts already there are not embedded again.
     /// Returns how many were new.
     pub fn add_texts(&self, texts: &[String]) -> Result<usize, Error> {
@@ -433,6 +444,41 @@ fn open_model(
 enum Collection {
     Images,
     Texts,
+}
+
+impl DupSource for Store {
+    fn images(&self) -> Result<Vec<Image>, Error> {
+        match self {
+            Store::Write(index) => index
+                .images()
+                .iter()
+                .map(|item| Ok(item.map(|(key, record)| Image::new(&key, record))?))
+                .collect(),
+            Store::Read(reader) => Ok(reader
+                .images()
+                .iter()
+                .map(|(key, record)| Image::new(key, record.clone()))
+                .collect()),
+        }
+    }
+
+    fn similar_pairs(
+        &self,
+        min_score: f32,
+        accept: Option<IdFilter<'_>>,
+    ) -> Result<Vec<Pair>, Error> {
+        Ok(match self {
+            Store::Write(index) => index.images().similar_pairs(min_score, accept)?,
+            Store::Read(reader) => reader.images().similar_pairs(min_score, accept)?,
+        })
+    }
+
+    fn vector(&self, id: Id) -> Result<Option<Vec<f32>>, Error> {
+        Ok(match self {
+            Store::Write(index) => index.images().vector(id)?,
+            Store::Read(reader) => reader.images().vector(id).map(<[f32]>::to_vec),
+        })
+    }
 }
 
 impl Store {

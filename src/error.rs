@@ -36,6 +36,16 @@ pub enum Error {
         /// Its length in characters.
         chars: usize,
     },
+    /// A near-duplicate threshold outside (0, 1].
+    #[error(
+        "near-duplicate threshold {threshold} is not a cosine similarity above 0 and at most \
+         1\n\nChoose one such as {}.",
+        crate::DEFAULT_THRESHOLD
+    )]
+    BadThreshold {
+        /// The threshold given.
+        threshold: f32,
+    },
     /// No index where one was expected.
     #[error(
         "{}: no index here\n\nCreate it by opening with OpenMode::Create and ingesting a \

@@ -36,6 +36,7 @@
 
 mod clip;
 pub mod decode;
+mod dupes;
 mod engine;
 mod error;
 mod ingest;
@@ -49,6 +50,7 @@ mod taken;
 
 pub use clip::{Clip, Embedding, DEFAULT_BATCH_SIZE, MAX_TEXT_CHARS};
 pub use decode::DecodeError;
+pub use dupes::{DupGroup, DupKind, DupesOptions, DEFAULT_THRESHOLD};
 pub use engine::{Engine, EngineOptions, Failure, ImageHit, OpenMode, Status, TextHit};
 pub use error::Error;
 pub use ingest::pipeline::{IngestEvent, IngestObserver, IngestOptions, IngestSummary};

@@ -74,6 +74,10 @@ pub enum Command {
     Tag(TagArgs),
     /// Show what the index holds: counts, model, files that could not be indexed.
     Status,
+    /// Find duplicate images in the index: byte-identical files and near-duplicates (never
+    /// deletes or moves anything).
+    #[command(after_help = DUPES_HELP)]
+    Dupes(DupesArgs),
     /// Print the embeddings of images or texts.
     Embed(EmbedArgs),
 }
@@ -154,6 +158,30 @@ pub struct QueryArgs {
     /// XSEARCH_PREVIEW=kitty|iterm2|sixel|blocks overrides the detection).
     #[arg(long)]
     pub preview: bool,
+}
+
+const DUPES_HELP: &str = "Groups: \"exact\" groups are files with the same bytes (score 1); \
+\"near\" groups are images whose embeddings reach the threshold for every pair in the group (the \
+score is the group's lowest pair), such as re-encodes, resizes, small crops and edits. A copy \
+in an exact group joins near groups only through its group's keeper. Each group names a \
+suggested keeper (the largest file, then the oldest, then the shortest path); xsearch never \
+deletes or moves a file.\n\n\
+Examples:\n  \
+xsearch dupes\n  \
+xsearch dupes --threshold 0.98 --in ~/Pictures/2024\n  \
+xsearch dupes --json | jq -r 'select(.kind == \"exact\") | .paths[]'\n\n\
+Exit status: 0 when groups were found, 1 when none, 2 on error.";
+
+#[derive(Debug, Args)]
+pub struct DupesArgs {
+    /// Cosine similarity at or above which two images are near-duplicates (0 to 1; higher
+    /// finds fewer, closer pairs).
+    #[arg(long, default_value_t = xsearch::DEFAULT_THRESHOLD, value_name = "S")]
+    pub threshold: f32,
+
+    /// Only images under this folder.
+    #[arg(long = "in", value_name = "DIR")]
+    pub within: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

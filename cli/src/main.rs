@@ -104,6 +104,13 @@ fn run(cli: Cli) -> Result<Outcome> {
             commands::texts::add(&engine, file, global.quiet)
         }
         Command::Status => commands::status::run(&index_dir(global)?, &mut printer),
+        Command::Dupes(args) => {
+            let options = index_options(global)?.mode(OpenMode::Read);
+            let engine = open_engine(&options, global.quiet, &download)?;
+            let outcome = commands::dupes::run(&engine, args, &mut printer)?;
+            exit_without_teardown(engine)?;
+            Ok(outcome)
+        }
     }
 }
 

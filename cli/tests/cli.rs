@@ -426,6 +426,7 @@ fn searching_and_status_write_nothing_and_never_create_an_index() {
         (&["query", "a red circle"][..], 0),
         (&["query", "--texts", "a red circle"], 1),
         (&["status"], 0),
+        (&["dupes", "--threshold", "1"], 1),
     ] {
         let out = sb.run(SHAPES, args);
         assert_eq!(out.status.code(), Some(code), "{args:?}: {}", stderr(&out));
@@ -440,6 +441,7 @@ fn searching_and_status_write_nothing_and_never_create_an_index() {
     for args in [
         &["status"][..],
         &["query", "a red circle"],
+        &["dupes"],
         &["index", photos.to_str().unwrap()],
     ] {
         let out = sb
@@ -1070,4 +1072,195 @@ fn metadata_is_captured_and_an_index_without_it_gains_it_without_embedding() {
         counts(&third),
         [Some(0), Some(0), Some(0), Some(4), Some(0)]
     );
+}
+/// Scenes of the shapes world whose shape and colour pairs all differ (so no two look alike
+/// to any model), the first one on a noisy backdrop (so its PNG is larger than any JPEG of it).
+fn distinct_scenes(n: usize) -> Vec<xsearch_shapes::Scene> {
+    let mut scenes: Vec<xsearch_shapes::Scene> = Vec::new();
+    for index in 0.. {
+        let scene = xsearch_shapes::scene(31, index);
+        let noisy = matches!(scene.backdrop, xsearch_shapes::Backdrop::Noise { .. });
+        let new = scenes
+            .iter()
+            .all(|s| (s.shape, s.colour) != (scene.shape, scene.colour));
+        if new && (noisy || !scenes.is_empty()) && scene.width.min(scene.height) >= 200 {
+            scenes.push(scene);
+            if scenes.len() == n {
+                break;
+            }
+        }
+    }
+    scenes
+}
+
+/// A folder with planted duplicates: `variants/` holds a PNG and two variants of it (a JPEG
+/// re-encode and a half-size resize); `photos/` five distinct images, one of them copied
+/// byte for byte twice into `copies/` (later modification times than the original's).
+fn planted_duplicates(sb: &Sandbox) -> (PathBuf, Vec<String>) {
+    use xsearch_shapes::dupes::Variant;
+    let root = sb.path("library");
+    let scenes = distinct_scenes(6);
+    let rendered = xsearch_shapes::render(&scenes[0]);
+    std::fs::create_dir_all(root.join("variants")).unwrap();
+    let mut names = Vec::new();
+    for (name, variant) in [
+        ("variants/original.png", Variant::Original),
+        ("variants/reencoded.jpg", Variant::Jpeg(70)),
+        ("variants/half.jpg", Variant::Resize(50)),
+    ] {
+        let (image, format) = variant.apply(&rendered);
+        xsearch_shapes::save(&image, format, &root.join(name)).unwrap();
+        names.push(name.to_string());
+    }
+    std::fs::create_dir_all(root.join("photos")).unwrap();
+    std::fs::create_dir_all(root.join("copies")).unwrap();
+    for (i, scene) in scenes[1..].iter().enumerate() {
+        let name = format!("photos/distinct-{i}.png");
+        xsearch_shapes::save(
+            &xsearch_shapes::render(scene),
+            xsearch_shapes::Format::Png,
+            &root.join(&name),
+        )
+        .unwrap();
+        names.push(name);
+    }
+    let base = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+    for (i, name) in ["photos/distinct-0.png", "copies/a.png", "copies/b.png"]
+        .iter()
+        .enumerate()
+    {
+        if i > 0 {
+            std::fs::copy(root.join("photos/distinct-0.png"), root.join(name)).unwrap();
+            names.push(name.to_string());
+        }
+        let file = std::fs::File::options()
+            .write(true)
+            .open(root.join(name))
+            .unwrap();
+        file.set_modified(base + std::time::Duration::from_secs(60 * i as u64))
+            .unwrap();
+    }
+    (root, names)
+}
+
+#[test]
+fn dupes_groups_planted_copies_and_variants_and_nothing_else() {
+    let sb = Sandbox::new();
+    let (root, names) = planted_duplicates(&sb);
+    assert_eq!(names.len(), 10);
+    let out = sb.run(SHAPES, &["index", root.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let at = |name: &str| root.join(name).display().to_string();
+
+    let out = sb.run(SHAPES, &["dupes", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let lines: Vec<&str> = std::str::from_utf8(&out.stdout).unwrap().lines().collect();
+    assert_eq!(lines.len(), 2, "{}", stdout(&out));
+    // The exact group: the same bytes under three names; the oldest is kept.
+    assert_eq!(
+        lines[0],
+        format!(
+            r#"{{"group":1,"kind":"exact","score":1.0,"paths":["{}","{}","{}"],"keep":"{}"}}"#,
+            at("copies/a.png"),
+            at("copies/b.png"),
+            at("photos/distinct-0.png"),
+            at("photos/distinct-0.png"),
+        )
+    );
+    // The near group: the PNG, its re-encode and its resize; the PNG (largest file) kept.
+    let near: Value = serde_json::from_str(lines[1]).unwrap();
+    assert_eq!(near.as_object().unwrap().len(), 5);
+    let places: Vec<usize> = ["group", "kind", "score", "paths", "keep"]
+        .iter()
+        .map(|key| lines[1].find(&format!("\"{key}\":")).unwrap())
+        .collect();
+    assert!(places.windows(2).all(|w| w[0] < w[1]), "{}", lines[1]);
+    assert_eq!(near["group"], 2);
+    assert_eq!(near["kind"], "near");
+    assert_eq!(
+        near["paths"],
+        serde_json::json!([
+            at("variants/half.jpg"),
+            at("variants/original.png"),
+            at("variants/reencoded.jpg")
+        ])
+    );
+    assert_eq!(near["keep"], at("variants/original.png"));
+    let score = near["score"].as_f64().unwrap();
+    assert!(
+        (f64::from(xsearch::DEFAULT_THRESHOLD)..=1.0).contains(&score),
+        "{score}"
+    );
+
+    // The same as text, the keeper marked.
+    let out = sb.run(SHAPES, &["dupes"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = stdout(&out);
+    assert!(
+        text.starts_with(&format!(
+            "group 1: exact, 3 identical files\n  keep {}\n       {}\n       {}\n\ngroup 2: near, 3 \
+             files, lowest similarity ",
+            at("photos/distinct-0.png"),
+            at("copies/a.png"),
+            at("copies/b.png"),
+        )),
+        "{text}"
+    );
+    assert!(text.contains(&format!("\n  keep {}\n", at("variants/original.png"))));
+
+    // --in: both files of a pair must be under the folder.
+    let out = sb.run(SHAPES, &["dupes", "--json", "--in", &at("copies")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let groups = json_lines(&out);
+    assert_eq!(groups.len(), 1);
+    assert_eq!(
+        groups[0]["paths"],
+        serde_json::json!([at("copies/a.png"), at("copies/b.png")])
+    );
+    assert_eq!(groups[0]["keep"], at("copies/a.png"));
+    // Nothing alike among the distinct images alone: exit 1, nothing printed.
+    std::fs::remove_file(root.join("photos/distinct-0.png")).unwrap();
+    let out = sb.run(SHAPES, &["index", root.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = sb.run(SHAPES, &["dupes", "--in", &at("photos")]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "");
+
+    // A threshold that is no cosine is refused, saying what would do.
+    let out = sb.run(SHAPES, &["dupes", "--threshold", "1.5"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "xsearch: near-duplicate threshold 1.5 is not a cosine similarity above 0 and at \
+             most 1\n\nChoose one such as {}.\n",
+            xsearch::DEFAULT_THRESHOLD
+        )
+    );
+}
+
+#[test]
+fn dupes_reads_while_a_writer_holds_the_index() {
+    let sb = Sandbox::new();
+    let (root, _) = planted_duplicates(&sb);
+    let options = xsearch::EngineOptions::new(SHAPES)
+        .index(sb.index())
+        .mode(xsearch::OpenMode::Create);
+    let writer = xsearch::Engine::open(&options, None).unwrap();
+    writer.ingest(&[root.join("copies")], &()).unwrap();
+    let before = listing(&sb.index());
+
+    // The writer holds the lock; dupes reads what it published.
+    let out = sb.run(SHAPES, &["dupes", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let groups = json_lines(&out);
+    assert_eq!(groups.len(), 1);
+    assert_eq!(groups[0]["kind"], "exact");
+    assert_eq!(listing(&sb.index()), before);
+
+    // And sees the writer's next checkpoint.
+    writer.ingest(&[root.join("variants")], &()).unwrap();
+    let out = sb.run(SHAPES, &["dupes", "--json"]);
+    let kinds: Vec<Value> = json_lines(&out).iter().map(|g| g["kind"].clone()).collect();
+    assert_eq!(kinds, ["near", "exact"]);
 }

@@ -31,6 +31,7 @@ fn help_pages() {
         ("help_query", &["query", "--help"]),
         ("help_embed", &["embed", "--help"]),
         ("help_tag", &["tag", "--help"]),
+        ("help_dupes", &["dupes", "--help"]),
     ] {
         let (stdout, _, code) = xsearch(args, dir.path());
         assert_eq!(code, Some(0));

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod dupes;
 pub mod embed;
 pub mod index;
 pub mod query;
