@@ -121,9 +121,14 @@ fn pass(dir: &str, min_score: f32) -> Result<(), Box<dyn std::error::Error>> {
     let images = reader.images();
     let pairs = images.similar_pairs(min_score, None)?;
     let seconds = start.elapsed().as_secs_f64() - opened;
-    let key_of: std::collections::HashMap<u64, &[u8]> =
-        images.iter().map(|(key, record)| (record.id, key)).collect();
-    let planted = images.iter().filter(|(key, _)| key.ends_with(b".dup")).count();
+    let key_of: std::collections::HashMap<u64, &[u8]> = images
+        .iter()
+        .map(|(key, record)| (record.id, key))
+        .collect();
+    let planted = images
+        .iter()
+        .filter(|(key, _)| key.ends_with(b".dup"))
+        .count();
     let found = pairs
         .iter()
         .filter(|p| {
