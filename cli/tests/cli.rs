@@ -1258,9 +1258,24 @@ fn dupes_reads_while_a_writer_holds_the_index() {
     assert_eq!(groups[0]["kind"], "exact");
     assert_eq!(listing(&sb.index()), before);
 
-    // And sees the writer's next checkpoint.
+    // And sees the writer's next checkpoint, as the writer itself does.
     writer.ingest(&[root.join("variants")], &()).unwrap();
     let out = sb.run(SHAPES, &["dupes", "--json"]);
-    let kinds: Vec<Value> = json_lines(&out).iter().map(|g| g["kind"].clone()).collect();
-    assert_eq!(kinds, ["near", "exact"]);
+    let read = json_lines(&out);
+    let written = writer
+        .duplicates(&xsearch::DupesOptions::default())
+        .unwrap();
+    assert_eq!(read.len(), 2);
+    assert_eq!(written.len(), 2);
+    for (line, group) in read.iter().zip(&written) {
+        let paths: Vec<String> = group
+            .paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        assert_eq!(line["paths"], serde_json::json!(paths));
+        assert_eq!(line["keep"], group.keep.display().to_string());
+    }
+    assert_eq!(written[0].kind, xsearch::DupKind::Near);
+    assert_eq!(written[1].kind, xsearch::DupKind::Exact);
 }
