@@ -9,7 +9,7 @@ use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
-use xsearch_index::{Id, IdFilter, Pair, Record};
+use xsearch_index::{Id, IdFilter, ImageMeta, Pair, Record, TakenSource};
 
 use crate::keys::key_path;
 use crate::Error;
@@ -78,8 +78,10 @@ pub enum DupKind {
 ///   pairs are scored exactly), is never under the threshold.
 /// - A file of an exact group takes part in near groups only through that group's keeper:
 ///   its copies are reported once, in the exact group, and a near group names the keeper.
-/// - The keeper: the largest file (the most pixels or the least compressed), then the oldest
-///   (modification time), then the shortest path, then the path's order.
+/// - The keeper: the most pixels, then the most metadata (an EXIF capture time, a camera, a
+///   GPS position: one point each), then the oldest (its EXIF capture time, else its
+///   modification time), then the largest file (the least compressed), then the shortest path,
+///   then the path's order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DupGroup {
     /// Exact or near.
@@ -98,6 +100,8 @@ pub(crate) struct Image {
     pub id: Id,
     pub path: PathBuf,
     pub record: Record,
+    /// What the file says about itself (all unknown when not captured yet).
+    pub meta: ImageMeta,
 }
 
 /// What finding duplicates needs of an index (the writer or a reader).
@@ -115,25 +119,37 @@ pub(crate) trait DupSource {
 }
 
 impl Image {
-    pub(crate) fn new(key: &[u8], record: Record) -> Image {
+    pub(crate) fn new(key: &[u8], record: Record, meta: Option<ImageMeta>) -> Image {
         Image {
             id: record.id,
             path: key_path(key),
             record,
+            meta: meta.unwrap_or_default(),
         }
     }
 
-    /// The keeper order: the best keeper first.
+    /// The keeper order (see [`DupGroup`]): the best keeper first.
     fn keeper_order(&self, other: &Image) -> Ordering {
         let rank = |image: &Image| {
+            let meta = &image.meta;
             let (size, mtime_ns) = image
                 .record
                 .file
                 .as_ref()
                 .map_or((0, i64::MAX), |f| (f.size, f.mtime_ns));
+            let exif_taken = meta.taken.filter(|t| t.source == TakenSource::Exif);
+            let described = usize::from(exif_taken.is_some())
+                + usize::from(meta.camera.is_some())
+                + usize::from(meta.gps.is_some());
+            // Capture time when the file says it; a file that does not is as old as its
+            // modification time.
+            let taken_ns = exif_taken.map_or(mtime_ns, |t| t.unix.saturating_mul(1_000_000_000));
             (
-                Reverse(size),
+                Reverse(u64::from(meta.width) * u64::from(meta.height)),
+                Reverse(described),
+                taken_ns,
                 mtime_ns,
+                Reverse(size),
                 image.path.as_os_str().len(),
                 image.path.clone(),
             )
@@ -341,7 +357,7 @@ mod tests {
                             }),
                         };
                         let angle = degrees.to_radians();
-                        let image = Image::new(path.as_bytes(), record);
+                        let image = Image::new(path.as_bytes(), record, None);
                         (image, vec![angle.cos(), angle.sin()])
                     })
                     .collect(),
@@ -404,15 +420,20 @@ mod tests {
 
     #[test]
     fn copies_form_an_exact_group_and_only_its_keeper_joins_a_near_group() {
-        let fake = Fake::new(&[
-            // Three copies of one file: same size, so the oldest, then the shortest path.
+        let mut fake = Fake::new(&[
+            // Three copies of one file: alike in all but age and name, so the oldest, then
+            // the shortest path.
             ("/p/copies/long-name.jpg", 500, 100, "same", 0.0),
             ("/p/copies/old.jpg", 500, 50, "same", 0.0),
             ("/p/copies/x.jpg", 500, 100, "same", 0.0),
-            // A smaller re-encode of it, and an unrelated image.
+            // A half-size re-encode of it, and an unrelated image.
             ("/p/small.jpg", 200, 10, "small", 3.0),
             ("/p/other.jpg", 900, 10, "other", 60.0),
         ]);
+        for (image, _) in &mut fake.0 {
+            let half = image.path.ends_with("small.jpg");
+            (image.meta.width, image.meta.height) = if half { (200, 150) } else { (400, 300) };
+        }
         let groups = find(&fake, &DupesOptions::default()).unwrap();
         assert_eq!(groups.len(), 2, "{groups:?}");
         assert_eq!(groups[0].kind, DupKind::Exact);
@@ -428,7 +449,7 @@ mod tests {
         assert_eq!(groups[0].keep, Path::new("/p/copies/old.jpg"));
         assert_eq!(groups[1].kind, DupKind::Near);
         assert_eq!(paths(&groups[1]), ["/p/copies/old.jpg", "/p/small.jpg"]);
-        // The larger file is kept, though the smaller is older.
+        // The one with more pixels is kept, though the smaller is older.
         assert_eq!(groups[1].keep, Path::new("/p/copies/old.jpg"));
 
         // Among equals in size and age, the shorter path is kept.
@@ -438,6 +459,62 @@ mod tests {
         ]);
         let groups = find(&copies, &DupesOptions::default()).unwrap();
         assert_eq!(groups[0].keep, Path::new("/p/x.jpg"));
+    }
+
+    #[test]
+    fn the_keeper_has_the_most_pixels_then_metadata_then_age() {
+        let taken = |unix| {
+            Some(xsearch_index::Taken {
+                unix,
+                offset_minutes: None,
+                source: TakenSource::Exif,
+            })
+        };
+        let keeper = |metas: [ImageMeta; 2]| {
+            // b is the larger and older file, so only metadata can make a keep.
+            let mut fake = Fake::new(&[
+                ("/p/a.jpg", 100, 2_000_000_000_000_000_000, "a", 0.0),
+                ("/p/b.jpg", 900, 1_000_000_000_000_000_000, "b", 0.5),
+            ]);
+            for ((image, _), meta) in fake.0.iter_mut().zip(metas) {
+                image.meta = meta;
+            }
+            let groups = find(&fake, &DupesOptions::default()).unwrap();
+            assert_eq!(groups.len(), 1);
+            groups[0].keep.display().to_string()
+        };
+        let sized = |width, height| ImageMeta {
+            width,
+            height,
+            ..ImageMeta::default()
+        };
+        // Without metadata: the older file.
+        assert_eq!(
+            keeper([ImageMeta::default(), ImageMeta::default()]),
+            "/p/b.jpg"
+        );
+        // More pixels first.
+        assert_eq!(keeper([sized(4000, 3000), sized(2000, 1500)]), "/p/a.jpg");
+        // Then more metadata: a camera.
+        let camera = ImageMeta {
+            camera: Some("Apple iPhone 12".into()),
+            ..sized(2000, 1500)
+        };
+        assert_eq!(keeper([camera.clone(), sized(2000, 1500)]), "/p/a.jpg");
+        // Then the earlier capture time, whatever the modification times say.
+        let shot = |unix| ImageMeta {
+            taken: taken(unix),
+            ..camera.clone()
+        };
+        assert_eq!(
+            keeper([shot(1_500_000_000), shot(1_600_000_000)]),
+            "/p/a.jpg"
+        );
+        // Same capture time: the older file, then the larger (it is both here).
+        assert_eq!(
+            keeper([shot(1_500_000_000), shot(1_500_000_000)]),
+            "/p/b.jpg"
+        );
     }
 
     #[test]

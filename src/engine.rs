@@ -452,12 +452,19 @@ impl DupSource for Store {
             Store::Write(index) => index
                 .images()
                 .iter()
-                .map(|item| Ok(item.map(|(key, record)| Image::new(&key, record))?))
+                .map(|item| {
+                    let (key, record) = item?;
+                    let meta = index.images().meta_of(record.id)?;
+                    Ok(Image::new(&key, record, meta))
+                })
                 .collect(),
             Store::Read(reader) => Ok(reader
                 .images()
                 .iter()
-                .map(|(key, record)| Image::new(key, record.clone()))
+                .map(|(key, record)| {
+                    let meta = reader.images().meta_of(record.id).cloned();
+                    Image::new(key, record.clone(), meta)
+                })
                 .collect()),
         }
     }

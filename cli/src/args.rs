@@ -164,8 +164,8 @@ const DUPES_HELP: &str = "Groups: \"exact\" groups are files with the same bytes
 \"near\" groups are images whose embeddings reach the threshold for every pair in the group (the \
 score is the group's lowest pair), such as re-encodes, resizes, small crops and edits. A copy \
 in an exact group joins near groups only through its group's keeper. Each group names a \
-suggested keeper (the largest file, then the oldest, then the shortest path); xsearch never \
-deletes or moves a file.\n\n\
+suggested keeper (the most pixels, then the most metadata, then the oldest, then the largest \
+file, then the shortest path); xsearch never deletes or moves a file.\n\n\
 Examples:\n  \
 xsearch dupes\n  \
 xsearch dupes --threshold 0.98 --in ~/Pictures/2024\n  \
