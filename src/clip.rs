@@ -235,4 +235,10 @@ impl Clip {
     pub fn decode(&self, path: &Path) -> Result<DynamicImage, DecodeError> {
         decode_file_scaled(path, &self.limits, self.min_source_side())
     }
+
+    /// [`Clip::decode`] for an image in memory (an upload): the format from its content
+    /// alone, the same limits.
+    pub fn decode_bytes(&self, bytes: &[u8]) -> Result<DynamicImage, DecodeError> {
+        decode_bytes_scaled(bytes, &self.limits, self.min_source_side())
+    }
 }

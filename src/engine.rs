@@ -12,9 +12,10 @@ use crate::decode::DecodeError;
 use crate::dupes::{self, DupSource, Image};
 use crate::ingest::pipeline::{ingest, IngestObserver, IngestOptions, IngestSummary};
 use crate::keys::key_path;
+use crate::latest::Latest;
 use crate::model::hub::{DownloadProgress, DEFAULT_REPO};
 use crate::tag::LabelScore;
-use crate::{Clip, DupGroup, DupesOptions, Embedding, Error, Query, SearchOptions};
+use crate::{Clip, DupGroup, DupesOptions, Embedding, Error, ImageId, Query, SearchOptions};
 
 /// How [`Engine::open`] opens the index.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -108,6 +109,8 @@ impl EngineOptions {
 /// An image found by a search.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImageHit {
+    /// The image's id in the index (see [`ImageId`]).
+    pub id: ImageId,
     /// Absolute path of the image.
     pub path: PathBuf,
     /// Cosine similarity with the query.
@@ -168,7 +171,8 @@ pub struct Engine {
 #[allow(clippy::large_enum_variant)]
 enum Store {
     Write(Index),
-    Read(Reader),
+    /// The reader of the newest view [`Engine::refresh`] found.
+    Read(Latest),
 }
 
 // The server and the examples share one engine between threads: keep it so.
@@ -220,7 +224,7 @@ impl Engine {
                 path: dir.to_path_buf(),
             });
         }
-        Store::Read(Reader::open(dir)?).status()
+        Store::Read(Latest::new(Reader::open(dir)?)).status()
     }
 
     fn index(&self) -> Result<&Store, Error> {
@@ -263,7 +267,7 @@ impl Engine {
     /// The images closest to `query`, best first, as many and as filtered as `options` say.
     pub fn search(&self, query: &Query, options: &SearchOptions) -> Result<Vec<ImageHit>, Error> {
         let index = self.index()?;
-        let vector = query.embed(&self.clip)?;
+        let vector = self.embed_query(query)?;
         let filter = options.image_filter();
         let accept = |key: &[u8]| {
             filter
@@ -275,6 +279,7 @@ impl Engine {
         hits.into_iter()
             .map(|hit| {
                 Ok(ImageHit {
+                    id: ImageId(hit.id),
                     path: key_path(&hit.key),
                     score: hit.score,
                     taken: index.meta_of(hit.id)?.and_then(|meta| meta.taken),
@@ -283,11 +288,11 @@ impl Engine {
             .collect()
     }
 
-    /// What the indexed image `id` (an index record's id) says about itself: capture time,
+    /// What the indexed image `id` (as [`ImageHit::id`] gives it) says about itself: capture time,
     /// camera, pixel size, GPS position. `None` when the id is not a live image, or its
     /// metadata has not been captured yet (the next ingest backfills it).
-    pub fn image_meta(&self, id: Id) -> Result<Option<ImageMeta>, Error> {
-        Ok(self.index()?.meta_of(id)?)
+    pub fn image_meta(&self, id: ImageId) -> Result<Option<ImageMeta>, Error> {
+        Ok(self.index()?.meta_of(id.0)?)
     }
 
     /// The texts of the text collection closest to `query` (image→text when the query is an
@@ -298,7 +303,7 @@ impl Engine {
         options: &SearchOptions,
     ) -> Result<Vec<TextHit>, Error> {
         let index = self.index()?;
-        let vector = query.embed(&self.clip)?;
+        let vector = self.embed_query(query)?;
         let hits = index.search(Collection::Texts, &vector, options.k, None)?;
         Ok(hits
             .into_iter()
@@ -316,6 +321,37 @@ impl Engine {
     /// are made is on [`DupGroup`].
     pub fn duplicates(&self, options: &DupesOptions) -> Result<Vec<DupGroup>, Error> {
         dupes::find(self.index()?, options)
+    }
+
+    /// The query's vector, [`Term::Indexed`](crate::Term::Indexed) terms taken from the index.
+    fn embed_query(&self, query: &Query) -> Result<Embedding, Error> {
+        query.embed_with(&self.clip, &|id| {
+            self.index()?
+                .vector(id.0)?
+                .ok_or(Error::UnknownImage { id })
+        })
+    }
+
+    /// The path of the indexed image `id`; `None` when the index holds no such id (any more).
+    pub fn image_path(&self, id: ImageId) -> Result<Option<PathBuf>, Error> {
+        Ok(self.index()?.image_key(id)?.map(|key| key_path(&key)))
+    }
+
+    /// For an engine opened with [`OpenMode::Read`]: if the writer has published since the
+    /// reader was opened (a checkpoint), reads the newer state, so a long-lived reader (the
+    /// server) follows an ingest running beside it. Searches in flight finish on the state
+    /// they started with; every later one sees the newer. Costs a read of the view's small
+    /// header when nothing changed. Whether anything did; a writer sees its own changes
+    /// anyway (`false`).
+    pub fn refresh(&self) -> Result<bool, Error> {
+        match self.index()? {
+            Store::Write(_) => Ok(false),
+            Store::Read(latest) => latest.refresh(&self.spec()),
+        }
+    }
+
+    fn spec(&self) -> IndexSpec {
+        spec_of(&self.clip)
     }
 
     /// Adds texts to the text collection; texts already there are not embedded again.
@@ -395,6 +431,12 @@ impl Engine {
         self.clip.decode(path)
     }
 
+    /// [`Engine::decode_preview`] for an image in memory (an upload to search with): the
+    /// format from its content alone, the same limits.
+    pub fn decode_bytes(&self, bytes: &[u8]) -> Result<DynamicImage, DecodeError> {
+        self.clip.decode_bytes(bytes)
+    }
+
     /// Writes what the index holds in memory to disk. A process about to exit can flush and
     /// then leak the engine rather than drop it: freeing a large graph node by node takes
     /// longer than a whole query, and the exit frees it at once.
@@ -439,6 +481,14 @@ fn open_model(
     })
 }
 
+/// What an index built with `clip`'s model records.
+fn spec_of(clip: &Clip) -> IndexSpec {
+    IndexSpec {
+        model: clip.files().fingerprint(),
+        dim: clip.embed_dim(),
+    }
+}
+
 /// Which collection of an index.
 #[derive(Clone, Copy)]
 enum Collection {
@@ -458,14 +508,17 @@ impl DupSource for Store {
                     Ok(Image::new(&key, record, meta))
                 })
                 .collect(),
-            Store::Read(reader) => Ok(reader
-                .images()
-                .iter()
-                .map(|(key, record)| {
-                    let meta = reader.images().meta_of(record.id).cloned();
-                    Image::new(key, record.clone(), meta)
-                })
-                .collect()),
+            Store::Read(latest) => {
+                let reader = latest.get();
+                Ok(reader
+                    .images()
+                    .iter()
+                    .map(|(key, record)| {
+                        let meta = reader.images().meta_of(record.id).cloned();
+                        Image::new(key, record.clone(), meta)
+                    })
+                    .collect())
+            }
         }
     }
 
@@ -476,14 +529,14 @@ impl DupSource for Store {
     ) -> Result<Vec<Pair>, Error> {
         Ok(match self {
             Store::Write(index) => index.images().similar_pairs(min_score, accept)?,
-            Store::Read(reader) => reader.images().similar_pairs(min_score, accept)?,
+            Store::Read(latest) => latest.get().images().similar_pairs(min_score, accept)?,
         })
     }
 
     fn vector(&self, id: Id) -> Result<Option<Vec<f32>>, Error> {
         Ok(match self {
             Store::Write(index) => index.images().vector(id)?,
-            Store::Read(reader) => reader.images().vector(id).map(<[f32]>::to_vec),
+            Store::Read(latest) => latest.get().images().vector(id).map(<[f32]>::to_vec),
         })
     }
 }
@@ -492,10 +545,7 @@ impl Store {
     /// Opens the index at `dir` as `mode` says, checking it was built with `clip`'s model. A
     /// writer records where the model came from, so later commands need not name it.
     fn open(clip: &Clip, dir: &Path, mode: OpenMode) -> Result<Store, Error> {
-        let spec = IndexSpec {
-            model: clip.files().fingerprint(),
-            dim: clip.embed_dim(),
-        };
+        let spec = spec_of(clip);
         if mode != OpenMode::Read {
             let index = Index::open(dir, &spec)?;
             let source = clip.files().source();
@@ -519,13 +569,13 @@ impl Store {
             opened => opened?,
         };
         reader.check_spec(&spec)?;
-        Ok(Store::Read(reader))
+        Ok(Store::Read(Latest::new(reader)))
     }
 
     fn path(&self) -> &Path {
         match self {
             Store::Write(index) => index.path(),
-            Store::Read(reader) => reader.path(),
+            Store::Read(latest) => latest.path(),
         }
     }
 
@@ -533,9 +583,17 @@ impl Store {
     fn writer(&self) -> Result<&Index, Error> {
         match self {
             Store::Write(index) => Ok(index),
-            Store::Read(reader) => Err(Error::ReadOnly {
-                path: reader.path().to_path_buf(),
+            Store::Read(latest) => Err(Error::ReadOnly {
+                path: latest.path().to_path_buf(),
             }),
+        }
+    }
+
+    /// The key (path bytes) of the live image `id`.
+    fn image_key(&self, id: ImageId) -> Result<Option<Vec<u8>>, IndexError> {
+        match self {
+            Store::Write(index) => index.images().key(id.0),
+            Store::Read(latest) => Ok(latest.get().images().key(id.0).map(<[u8]>::to_vec)),
         }
     }
 
@@ -549,15 +607,19 @@ impl Store {
         match (self, collection) {
             (Store::Write(index), Collection::Images) => index.images().search(vector, k, filter),
             (Store::Write(index), Collection::Texts) => index.texts().search(vector, k, filter),
-            (Store::Read(reader), Collection::Images) => reader.images().search(vector, k, filter),
-            (Store::Read(reader), Collection::Texts) => reader.texts().search(vector, k, filter),
+            (Store::Read(latest), Collection::Images) => {
+                latest.get().images().search(vector, k, filter)
+            }
+            (Store::Read(latest), Collection::Texts) => {
+                latest.get().texts().search(vector, k, filter)
+            }
         }
     }
 
     fn meta_of(&self, id: Id) -> Result<Option<ImageMeta>, IndexError> {
         match self {
             Store::Write(index) => index.images().meta_of(id),
-            Store::Read(reader) => Ok(reader.images().meta_of(id).cloned()),
+            Store::Read(latest) => Ok(latest.get().images().meta_of(id).cloned()),
         }
     }
 
@@ -565,33 +627,41 @@ impl Store {
         match (self, collection) {
             (Store::Write(index), Collection::Images) => index.images().len(),
             (Store::Write(index), Collection::Texts) => index.texts().len(),
-            (Store::Read(reader), Collection::Images) => reader.images().len(),
-            (Store::Read(reader), Collection::Texts) => reader.texts().len(),
+            (Store::Read(latest), Collection::Images) => latest.get().images().len(),
+            (Store::Read(latest), Collection::Texts) => latest.get().texts().len(),
         }
     }
 
     fn status(&self) -> Result<Status, Error> {
-        let (model, fingerprint, dim, failures) = match self {
+        let (model, fingerprint, dim, failures, images, texts) = match self {
             Store::Write(index) => (
                 index.model_source(),
                 index.spec().model.clone(),
                 index.spec().dim,
                 index.failures()?,
+                index.images().len(),
+                index.texts().len(),
             ),
-            Store::Read(reader) => (
-                reader.info().model_source.clone(),
-                reader.info().model_fingerprint.clone(),
-                reader.info().dim,
-                reader.failures().to_vec(),
-            ),
+            Store::Read(latest) => {
+                // One reader for every count, so they belong to the same publish.
+                let reader = latest.get();
+                (
+                    reader.info().model_source.clone(),
+                    reader.info().model_fingerprint.clone(),
+                    reader.info().dim,
+                    reader.failures().to_vec(),
+                    reader.images().len(),
+                    reader.texts().len(),
+                )
+            }
         };
         Ok(Status {
             index: self.path().to_path_buf(),
             model,
             fingerprint,
             dim,
-            images: self.len(Collection::Images),
-            texts: self.len(Collection::Texts),
+            images,
+            texts,
             failures: failures
                 .into_iter()
                 .map(|(key, failure)| Failure {

@@ -72,6 +72,15 @@ pub enum Error {
         /// The index directory.
         path: std::path::PathBuf,
     },
+    /// A query term or a lookup named an image id the index does not hold (any more).
+    #[error(
+        "no indexed image has id {id}\n\nA file gets a new id each time it is indexed again: \
+         search again for current ids."
+    )]
+    UnknownImage {
+        /// The id.
+        id: crate::ImageId,
+    },
     /// The model an index records it was built with cannot be opened any more (moved or
     /// deleted), and no other model was named.
     #[error(

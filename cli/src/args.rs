@@ -78,6 +78,9 @@ pub enum Command {
     /// deletes or moves anything).
     #[command(after_help = DUPES_HELP)]
     Dupes(DupesArgs),
+    /// Serve a web gallery and a JSON API over the index (read-only; loopback by default).
+    #[command(after_help = SERVE_HELP)]
+    Serve(ServeArgs),
     /// Print the embeddings of images or texts.
     Embed(EmbedArgs),
 }
@@ -182,6 +185,41 @@ pub struct DupesArgs {
     /// Only images under this folder.
     #[arg(long = "in", value_name = "DIR")]
     pub within: Option<PathBuf>,
+}
+
+const SERVE_HELP: &str = "Open the printed URL in a browser. The API: GET /api/search?q=TEXT&k=N\
+[&offset=N][&in=DIR][&like=ID]..., POST /api/search with an image, GET /api/texts, /api/status, \
+/api/thumbnail/ID, /api/image/ID. Only indexed files are served, by their ids.\n\n\
+Exit status: 0 after a clean stop (Ctrl-C, SIGTERM), 2 on error.";
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on; port 0 lets the system pick one. Anything but a loopback address
+    /// needs a token.
+    #[arg(long, default_value = "127.0.0.1:7878", value_name = "HOST:PORT")]
+    pub addr: std::net::SocketAddr,
+
+    /// Require `Authorization: Bearer TOKEN` on every API request (the page takes it once
+    /// from `/?token=TOKEN`).
+    #[arg(
+        long,
+        env = "XSEARCH_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
+
+    /// Seconds a client may take to send a request's headers, or to send the next part of its
+    /// body, before it is disconnected.
+    #[arg(long, default_value_t = 10.0, value_name = "SECS", value_parser = positive_seconds)]
+    pub client_timeout: f64,
+}
+
+fn positive_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(secs) if secs > 0.0 && secs <= 3600.0 => Ok(secs),
+        _ => Err("give a number of seconds above 0 and at most 3600".into()),
+    }
 }
 
 #[derive(Debug, Subcommand)]

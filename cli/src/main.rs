@@ -7,6 +7,7 @@ mod hint;
 mod output;
 mod preview;
 mod progress;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -110,6 +111,17 @@ fn run(cli: Cli) -> Result<Outcome> {
             let outcome = commands::dupes::run(&engine, args, &mut printer)?;
             exit_without_teardown(engine)?;
             Ok(outcome)
+        }
+        Command::Serve(args) => {
+            // Checked before the model loads: a refused address costs nothing.
+            let token = serve::Token::new(args.addr, args.token.as_deref())?;
+            let options = index_options(global)?
+                .mode(OpenMode::Read)
+                .preload_text(true);
+            let engine = open_engine(&options, global.quiet, &download)?;
+            let timeout = std::time::Duration::from_secs_f64(args.client_timeout);
+            serve::run(engine, args.addr, token, timeout)?;
+            Ok(Outcome::Found)
         }
     }
 }

@@ -32,6 +32,7 @@ fn help_pages() {
         ("help_embed", &["embed", "--help"]),
         ("help_tag", &["tag", "--help"]),
         ("help_dupes", &["dupes", "--help"]),
+        ("help_serve", &["serve", "--help"]),
     ] {
         let (stdout, _, code) = xsearch(args, dir.path());
         assert_eq!(code, Some(0));
@@ -64,6 +65,10 @@ fn error_messages() {
             vec!["--model", "not-a-model", "embed", "--text", "x"],
         ),
         ("error_offline_hub", vec!["embed", "--text", "x"]),
+        (
+            "error_serve_open_without_token",
+            vec!["serve", "--addr", "0.0.0.0:7878"],
+        ),
         (
             "error_texts_file_missing",
             vec![

@@ -188,6 +188,11 @@ impl Collection {
         self.store.get(key)
     }
 
+    /// The key of the live record with id `id`.
+    pub fn key(&self, id: Id) -> Result<Option<Vec<u8>>, IndexError> {
+        self.store.key_of(id)
+    }
+
     /// The vector stored under `id`, if its record is live.
     pub fn vector(&self, id: Id) -> Result<Option<Vec<f32>>, IndexError> {
         self.store.vector(id)

@@ -331,6 +331,11 @@ impl ReadCollection {
         &self.table
     }
 
+    /// The key of the live record with id `id`.
+    pub fn key(&self, id: Id) -> Option<&[u8]> {
+        self.keys.get(&id).map(Vec::as_slice)
+    }
+
     /// Live records.
     pub fn len(&self) -> usize {
         self.records.len()

@@ -396,3 +396,35 @@ fn an_index_from_before_model_sources_reports_none() {
     assert_eq!(info.model_source, None);
     assert_eq!(info.model_fingerprint, common::fixture::spec().model);
 }
+
+#[test]
+fn readers_and_writers_name_a_live_id_s_key_and_vector_and_forget_replaced_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = Index::open_with(dir.path(), &spec(), options(4)).unwrap();
+    let ids = index.images().upsert_batch(entries(0..30)).unwrap();
+    // Replacing key 3 gives it a new id; the old one names nothing any more.
+    let replaced = index
+        .images()
+        .upsert_batch(vec![Entry {
+            key: key(3),
+            file: None,
+            vector: unit(100),
+            meta: None,
+        }])
+        .unwrap()[0];
+    index.checkpoint().unwrap();
+    let reader = Reader::open(dir.path()).unwrap();
+    for (i, &id) in ids.iter().enumerate().filter(|&(i, _)| i != 3) {
+        assert_eq!(reader.images().key(id), Some(&key(i)[..]));
+        assert_eq!(reader.images().vector(id), Some(&unit(i)[..]));
+        assert_eq!(index.images().key(id).unwrap(), Some(key(i)));
+        assert_eq!(index.images().vector(id).unwrap(), Some(unit(i)));
+    }
+    assert_eq!(reader.images().key(replaced), Some(&key(3)[..]));
+    assert_eq!(reader.images().vector(replaced), Some(&unit(100)[..]));
+    for gone in [ids[3], replaced + 1, u64::MAX] {
+        assert_eq!(reader.images().key(gone), None);
+        assert_eq!(reader.images().vector(gone), None);
+        assert_eq!(index.images().key(gone).unwrap(), None);
+    }
+}

@@ -13,7 +13,7 @@ use image::DynamicImage;
 
 pub use parse::ParseError;
 
-use crate::{Clip, Embedding, Error};
+use crate::{Clip, Embedding, Error, ImageId};
 
 /// What one term of a query describes.
 #[derive(Debug, Clone)]
@@ -24,6 +24,8 @@ pub enum Term {
     ImagePath(PathBuf),
     /// Decoded pixels, embedded by the image tower.
     Image(DynamicImage),
+    /// An indexed image, by its id: its stored vector, so no tower runs ("more like this").
+    Indexed(ImageId),
 }
 
 /// A term and its weight (negative to steer away from it).
@@ -66,9 +68,17 @@ impl Query {
         parse::parse(input, &|path| path.is_file())
     }
 
+    /// Parses the same syntax with every term a text, never a file: for queries from
+    /// someone who must not make this process read its files (the server's `q=`).
+    pub fn parse_texts(input: &str) -> Result<Self, ParseError> {
+        parse::parse(input, &|_| false)
+    }
+
     /// Whether any term needs the image tower.
     pub fn has_images(&self) -> bool {
-        self.terms.iter().any(|t| !matches!(t.term, Term::Text(_)))
+        self.terms
+            .iter()
+            .any(|t| matches!(t.term, Term::ImagePath(_) | Term::Image(_)))
     }
 
     /// Whether embedding the query needs the text tower.
@@ -76,8 +86,18 @@ impl Query {
         self.terms.iter().any(|t| matches!(t.term, Term::Text(_)))
     }
 
-    /// The query's vector: the normalised weighted sum of its terms' embeddings.
+    /// The query's vector: the normalised weighted sum of its terms' embeddings. Without an
+    /// index, an [`Term::Indexed`] term is [`Error::NoIndexOpened`].
     pub fn embed(&self, clip: &Clip) -> Result<Embedding, Error> {
+        self.embed_with(clip, &|_| Err(Error::NoIndexOpened))
+    }
+
+    /// [`Query::embed`], with `stored` giving the vectors of [`Term::Indexed`] terms.
+    pub(crate) fn embed_with(
+        &self,
+        clip: &Clip,
+        stored: &dyn Fn(ImageId) -> Result<Embedding, Error>,
+    ) -> Result<Embedding, Error> {
         let texts: Vec<&str> = self
             .terms
             .iter()
@@ -92,7 +112,7 @@ impl Query {
             match &t.term {
                 Term::ImagePath(path) => images.push(clip.decode(path)?),
                 Term::Image(image) => images.push(image.clone()),
-                Term::Text(_) => {}
+                Term::Text(_) | Term::Indexed(_) => {}
             }
         }
         let mut image_vectors = clip.embed_images(&images)?.into_iter();
@@ -102,11 +122,12 @@ impl Query {
             .map(|t| {
                 let vector = match t.term {
                     Term::Text(_) => text_vectors.next(),
-                    _ => image_vectors.next(),
+                    Term::Indexed(id) => Some(stored(id)?),
+                    Term::ImagePath(_) | Term::Image(_) => image_vectors.next(),
                 };
-                (t.weight, vector.expect("one embedding per term"))
+                Ok((t.weight, vector.expect("one embedding per term")))
             })
-            .collect();
+            .collect::<Result<_, Error>>()?;
         weighted_sum(&weighted, clip.embed_dim())
     }
 }

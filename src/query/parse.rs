@@ -101,7 +101,7 @@ mod tests {
             .map(|t| match &t.term {
                 Term::Text(s) => format!("{}*text({s})", t.weight),
                 Term::ImagePath(p) => format!("{}*image({})", t.weight, p.display()),
-                Term::Image(_) => unreachable!(),
+                Term::Image(_) | Term::Indexed(_) => unreachable!(),
             })
             .collect()
     }
@@ -132,6 +132,12 @@ mod tests {
                 "1*text(t-shirt)"
             ]
         );
+    }
+
+    #[test]
+    fn without_files_every_term_is_text() {
+        let q = parse("./photo.jpg - 2:/etc/passwd", &|_| false).unwrap();
+        assert_eq!(show(&q), ["1*text(./photo.jpg)", "-2*text(/etc/passwd)"]);
     }
 
     #[test]
