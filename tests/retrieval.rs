@@ -287,3 +287,70 @@ fn an_engine_without_an_index_embeds_but_does_not_search() {
         .unwrap_err();
     assert!(matches!(err, xsearch::Error::NoIndexOpened), "{err}");
 }
+
+#[test]
+fn an_indexed_image_is_named_by_its_id_and_searches_like_itself_as_a_term() {
+    let w = world();
+    let hits = w
+        .engine
+        .search(&Query::text("a green star"), &SearchOptions::new(3))
+        .unwrap();
+    for hit in &hits {
+        assert_eq!(w.engine.image_path(hit.id).unwrap(), Some(hit.path.clone()));
+        let like = w
+            .engine
+            .search(
+                &Query::default().with(1.0, Term::Indexed(hit.id)),
+                &SearchOptions::new(1),
+            )
+            .unwrap();
+        assert_eq!((like[0].id, &like[0].path), (hit.id, &hit.path));
+        assert!((like[0].score - 1.0).abs() < 1e-5, "{}", like[0].score);
+    }
+    let unknown = xsearch::ImageId(u64::MAX);
+    assert_eq!(w.engine.image_path(unknown).unwrap(), None);
+    let err = w
+        .engine
+        .search(
+            &Query::default().with(1.0, Term::Indexed(unknown)),
+            &SearchOptions::new(1),
+        )
+        .unwrap_err();
+    assert!(matches!(err, xsearch::Error::UnknownImage { id } if id == unknown));
+}
+
+#[test]
+fn a_read_only_engine_follows_what_its_writer_publishes_on_refresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/models/shapes-tiny");
+    let first = std::path::absolute(dir.path().join("first")).unwrap();
+    let second = std::path::absolute(dir.path().join("second")).unwrap();
+    xsearch_shapes::write_dataset(&first, 4, 1).unwrap();
+    xsearch_shapes::write_dataset(&second, 5, 2).unwrap();
+    let options = EngineOptions::new(model).index(dir.path().join("index"));
+    let writer = Engine::open(&options.clone().mode(OpenMode::Create), None).unwrap();
+    writer.ingest(&[first], &()).unwrap();
+    let reader = Engine::open(&options.mode(OpenMode::Read), None).unwrap();
+    assert_eq!(reader.image_count().unwrap(), 4);
+    assert!(
+        !reader.refresh().unwrap(),
+        "nothing published since it opened"
+    );
+    writer.ingest(std::slice::from_ref(&second), &()).unwrap();
+    assert_eq!(
+        reader.image_count().unwrap(),
+        4,
+        "a reader sees what it opened"
+    );
+    assert!(reader.refresh().unwrap());
+    assert_eq!(reader.image_count().unwrap(), 9);
+    let within = reader
+        .search(
+            &Query::text("a shape"),
+            &SearchOptions::new(9).within(&second),
+        )
+        .unwrap();
+    assert_eq!(within.len(), 5);
+    assert!(!reader.refresh().unwrap());
+    assert!(!writer.refresh().unwrap(), "a writer sees its own changes");
+}

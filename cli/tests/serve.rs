@@ -559,11 +559,16 @@ fn a_slow_client_is_dropped_after_the_timeout_while_others_are_served() {
     half_body
         .write_all(b"POST /api/search HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 1000\r\n\r\n0123456789")
         .unwrap();
+    let silent = TcpStream::connect(server.addr).unwrap();
     let started = Instant::now();
     for _ in 0..5 {
         assert_eq!(server.get("/api/status").status, 200);
     }
-    for (name, mut stream) in [("half a head", half_head), ("half a body", half_body)] {
+    for (name, mut stream) in [
+        ("half a head", half_head),
+        ("half a body", half_body),
+        ("nothing", silent),
+    ] {
         stream
             .set_read_timeout(Some(Duration::from_secs(20)))
             .unwrap();
