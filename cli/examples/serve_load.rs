@@ -5,7 +5,8 @@
 //!     cargo build -p xsearch-cli --release --bin xsearch
 //!     cargo run -p xsearch-cli --release --example serve_load -- target/serve-bench
 //!
-//! The folder (created; it must not exist) gets 16 shapes photos and 16 copies of
+//! The folder (created when it does not exist; an index an earlier run left there is reused,
+//! so release and debug builds can be compared on one index) gets 16 shapes photos and 16 copies of
 //! `fixtures/parity/images/large.jpg` (4000x3000) indexed by `xsearch index` with the shapes
 //! model, then 100,000 made-up unit vectors written with `xsearch-index` directly under
 //! made-up paths (searches never read them). The server is the `xsearch` beside this example's
@@ -47,23 +48,27 @@ fn main() -> Result<()> {
     let dir = PathBuf::from(
         std::env::args()
             .nth(1)
-            .ok_or("usage: serve_load <new folder>")?,
+            .ok_or("usage: serve_load <folder>")?,
     );
     let dir = std::path::absolute(dir)?;
-    std::fs::create_dir(&dir)?;
     let bin = std::env::current_exe()?
         .parent()
         .and_then(Path::parent)
         .ok_or("no target folder")?
         .join("xsearch");
     let index = dir.join("index");
-    let started = Instant::now();
-    build(&bin, &dir, &index)?;
-    println!(
-        "index of {} vectors built in {:.1?}",
-        VECTORS + 32,
-        started.elapsed()
-    );
+    if !index.exists() {
+        std::fs::create_dir(&dir)?;
+        let started = Instant::now();
+        build(&bin, &dir, &index)?;
+        println!(
+            "index of {} vectors built in {:.1?}",
+            VECTORS + 32,
+            started.elapsed()
+        );
+    }
+    // Thumbnails are measured as made, not as cached by an earlier run.
+    let _ = std::fs::remove_dir_all(index.join("thumbnails"));
 
     let mut server = Command::new(&bin)
         .args(["serve", "--addr", "127.0.0.1:0", "--index"])

@@ -18,7 +18,7 @@ use xsearch::{ImageId, SearchOptions, Term};
 
 use super::error::ApiError;
 use super::params::{pairs, SearchParams};
-use super::thumbs::Thumbs;
+use super::thumbs;
 use super::{auth, page, App};
 use crate::output::{score4, JsonPath};
 
@@ -351,11 +351,11 @@ async fn thumbnail(
 ) -> Result<Response, ApiError> {
     let id = id_of(path)?;
     app.blocking(move |app| {
-        let (file, name) = Thumbs::name(&app.engine, id)?.ok_or_else(ApiError::not_found)?;
-        if let Some(response) = cached(&headers, &format!("\"{name}\"")) {
+        let (file, version) = thumbs::version(&app.engine, id)?.ok_or_else(ApiError::not_found)?;
+        if let Some(response) = cached(&headers, &format!("\"{version}\"")) {
             return Ok(response);
         }
-        let thumb = app.thumbs.get(&app.engine, &file, &name)?;
+        let thumb = app.thumbs.get(&app.engine, &file, &version)?;
         Ok((
             [
                 (header::CONTENT_TYPE, "image/jpeg".to_owned()),
@@ -376,8 +376,8 @@ async fn image(
 ) -> Result<Response, ApiError> {
     let id = id_of(path)?;
     app.blocking(move |app| {
-        let (file, name) = Thumbs::name(&app.engine, id)?.ok_or_else(ApiError::not_found)?;
-        let etag = format!("\"{name}\"");
+        let (file, version) = thumbs::version(&app.engine, id)?.ok_or_else(ApiError::not_found)?;
+        let etag = format!("\"{version}\"");
         if let Some(response) = cached(&headers, &etag) {
             return Ok(response);
         }

@@ -60,32 +60,11 @@ impl Thumbs {
         }
     }
 
-    /// The name an image's thumbnail has while its file stays as it is: the id, then the
-    /// file's size and modification time. `None` when the id is not indexed or its file is no
-    /// longer a regular file.
-    pub fn name(engine: &Engine, id: ImageId) -> Result<Option<(PathBuf, String)>, ApiError> {
-        let Some(path) = engine.image_path(id)? else {
-            return Ok(None);
-        };
-        let Ok(metadata) = fs::metadata(&path) else {
-            return Ok(None);
-        };
-        if !metadata.is_file() {
-            return Ok(None);
-        }
-        let mtime = metadata
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_nanos());
-        Ok(Some((path, format!("{id}-{}-{mtime}", metadata.len()))))
-    }
-
-    /// The thumbnail of `path` named `name`, from the cache or made now (and cached, when the
+    /// The thumbnail of `path` at `version`, from the cache or made now (and cached, when the
     /// folder can be written: an index on read-only media still gets thumbnails).
-    pub fn get(&self, engine: &Engine, path: &Path, name: &str) -> Result<Thumb, ApiError> {
-        let file = self.dir.join(format!("{name}.jpg"));
-        let etag = format!("\"{name}\"");
+    pub fn get(&self, engine: &Engine, path: &Path, version: &str) -> Result<Thumb, ApiError> {
+        let file = self.dir.join(format!("{version}.jpg"));
+        let etag = format!("\"{version}\"");
         if let Ok(jpeg) = fs::read(&file) {
             return Ok(Thumb { jpeg, etag });
         }
@@ -143,6 +122,27 @@ impl Thumbs {
             }
         }
     }
+}
+
+/// The indexed file of `id` and its version while it stays as it is: the id, then the file's
+/// size and modification time. Names its thumbnail and tags (ETag) both it and the original.
+/// `None` when the id is not indexed or its file is no longer a regular file.
+pub fn version(engine: &Engine, id: ImageId) -> Result<Option<(PathBuf, String)>, ApiError> {
+    let Some(path) = engine.image_path(id)? else {
+        return Ok(None);
+    };
+    let Ok(metadata) = fs::metadata(&path) else {
+        return Ok(None);
+    };
+    if !metadata.is_file() {
+        return Ok(None);
+    }
+    let mtime = metadata
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    Ok(Some((path, format!("{id}-{}-{mtime}", metadata.len()))))
 }
 
 /// Each file of `dir`: path, size and modification time.
