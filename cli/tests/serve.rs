@@ -770,6 +770,19 @@ fn thumbnails_are_upright_small_jpegs_cached_and_remade_when_the_file_changes() 
     );
     assert_eq!(stale.status, 200);
 
+    // A photo replaced by a link to a file that is not an image serves nothing.
+    let secret = dir.path().join("secret.txt");
+    std::fs::write(&secret, "not for the web").unwrap();
+    let exif = photos.join("exif_rotate6.jpg");
+    std::fs::remove_file(&exif).unwrap();
+    std::os::unix::fs::symlink(&secret, &exif).unwrap();
+    let rotated = id("exif_rotate6.jpg");
+    assert_eq!(
+        server.get(&format!("/api/image/{rotated}")).error(404),
+        "not found"
+    );
+    assert_eq!(server.get(&format!("/api/thumbnail/{rotated}")).status, 404);
+
     // A file gone from the disk is a 404, thumbnail and original.
     std::fs::remove_file(photos.join("large.jpg")).unwrap();
     assert_eq!(

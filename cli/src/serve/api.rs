@@ -13,6 +13,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
 use tower_http::timeout::RequestBodyTimeoutLayer;
+use xsearch::decode::format::{by_signature, Support};
 use xsearch::decode::{read_file, DecodeLimits};
 use xsearch::{ImageId, SearchOptions, Term};
 
@@ -381,9 +382,13 @@ async fn image(
         if let Some(response) = cached(&headers, &etag) {
             return Ok(response);
         }
-        // The same bounded read as decoding: a regular file, within the size limit.
+        // The same bounded read as decoding: a regular file, within the size limit. And still
+        // an image: a photo replaced by a link to another file does not serve that file.
         let bytes =
             read_file(&file, &DecodeLimits::default()).map_err(|_| ApiError::not_found())?;
+        if by_signature(&bytes) != Some(Support::Decoded) {
+            return Err(ApiError::not_found());
+        }
         Ok((
             [
                 (header::CONTENT_TYPE, content_type(&bytes).to_owned()),
