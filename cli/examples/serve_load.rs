@@ -2,8 +2,8 @@
 //! 1, 16 and 64 concurrent clients over a 100k-vector index, thumbnails per second (made, then
 //! cached), and the server's resident memory.
 //!
-//!     cargo build -p xsearch-cli --release --bin xsearch
-//!     cargo run -p xsearch-cli --release --example serve_load -- target/serve-bench
+//!     cargo build -p xsearch-cli --release --bin xsearch --example serve_load
+//!     target/release/examples/serve_load /tmp/serve-bench
 //!
 //! The folder (created when it does not exist; an index an earlier run left there is reused,
 //! so release and debug builds can be compared on one index) gets 16 shapes photos and 16 copies of
