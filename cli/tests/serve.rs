@@ -270,12 +270,15 @@ fn search_answers_as_the_cli_does_with_ids_thumbnails_and_originals() {
             .collect();
     for (i, (hit, line)) in results.iter().zip(&cli).enumerate() {
         let keys: Vec<&String> = hit.as_object().unwrap().keys().collect();
-        assert_eq!(keys, ["id", "image", "path", "rank", "score", "thumbnail"]);
-        assert_eq!(hit["rank"], i + 1);
         assert_eq!(
-            (&hit["path"], &hit["score"]),
-            (&line["path"], &line["score"])
+            keys,
+            ["id", "image", "path", "rank", "score", "taken", "thumbnail"]
         );
+        assert_eq!(hit["rank"], i + 1);
+        // The CLI's fields, the same values.
+        for field in ["path", "score", "taken"] {
+            assert_eq!(hit[field], line[field], "{field}");
+        }
         let id = hit["id"].as_str().unwrap();
         assert!(
             id.bytes()

@@ -15,7 +15,7 @@ use serde::Serialize;
 use tower_http::timeout::RequestBodyTimeoutLayer;
 use xsearch::decode::format::{by_signature, Support};
 use xsearch::decode::{read_file, DecodeLimits};
-use xsearch::{ImageId, SearchOptions, Term};
+use xsearch::{format_taken, ImageId, SearchOptions, Term};
 
 use super::error::ApiError;
 use super::params::{pairs, SearchParams};
@@ -84,6 +84,9 @@ struct ImageResult {
     id: String,
     #[serde(flatten)]
     path: JsonPath,
+    /// ISO 8601, when known, as `xsearch query --json` gives it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    taken: Option<String>,
     thumbnail: String,
     image: String,
 }
@@ -234,6 +237,7 @@ async fn search(
                     score: score4(hit.score),
                     id: hit.id.to_string(),
                     path: JsonPath::new(&hit.path),
+                    taken: hit.taken.as_ref().map(format_taken),
                     thumbnail: format!("/api/thumbnail/{}", hit.id),
                     image: format!("/api/image/{}", hit.id),
                 })
