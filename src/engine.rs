@@ -1,6 +1,7 @@
 //! `Engine`: a model and an index together, the library's front door.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 
 use image::DynamicImage;
 use xsearch_index::{
@@ -10,7 +11,8 @@ use xsearch_index::{
 
 use crate::decode::DecodeError;
 use crate::dupes::{self, DupSource, Image};
-use crate::ingest::pipeline::{ingest, IngestObserver, IngestOptions, IngestSummary};
+use crate::ingest::pipeline::{ingest, IngestObserver, IngestOptions, IngestSummary, Scope};
+use crate::ingest::watch::{watch, WatchObserver, WatchOptions};
 use crate::keys::key_path;
 use crate::latest::Latest;
 use crate::model::hub::{DownloadProgress, DEFAULT_REPO};
@@ -255,12 +257,46 @@ impl Engine {
         roots: &[PathBuf],
         observer: &dyn IngestObserver,
     ) -> Result<IngestSummary, Error> {
+        let scope = Scope {
+            roots,
+            gone: &[],
+            stop: &AtomicBool::new(false),
+        };
         ingest(
+            &self.clip,
+            self.index()?.writer()?,
+            &scope,
+            &self.options.ingest,
+            observer,
+        )
+    }
+
+    /// Indexes `roots` as [`Engine::ingest`] does, then keeps the index in step with them
+    /// until `stop` is set: new, changed, deleted and moved files, applied in sets once the
+    /// file system has been quiet for [`WatchOptions::debounce`], each committed and
+    /// published to readers; and a full rescan every [`WatchOptions::rescan_every`], for what
+    /// events miss. A moved file keeps its vector (found by content hash), and a folder or
+    /// root that vanishes (an unplugged drive) is removed only by a rescan that finds it gone
+    /// while its parent is there; a missing root never is.
+    ///
+    /// Blocks until `stop` is set (from another thread or a signal handler): the pass under way
+    /// then commits the batches already prepared and publishes them, and this returns. Searches
+    /// through this engine on other threads run meanwhile. `observer` hears about every pass.
+    pub fn watch(
+        &self,
+        roots: &[PathBuf],
+        options: &WatchOptions,
+        observer: &dyn WatchObserver,
+        stop: &AtomicBool,
+    ) -> Result<(), Error> {
+        watch(
             &self.clip,
             self.index()?.writer()?,
             roots,
             &self.options.ingest,
+            options,
             observer,
+            stop,
         )
     }
 

@@ -58,6 +58,7 @@ pub use error::Error;
 pub use id::{ImageId, ParseIdError};
 pub use ingest::pipeline::{IngestEvent, IngestObserver, IngestOptions, IngestSummary};
 pub use ingest::walk::RawPairs;
+pub use ingest::watch::{Pass, WatchEvent, WatchObserver, WatchOptions};
 pub use model::hub::DownloadProgress;
 pub use model::Error as ModelError;
 pub use query::{ParseError, Query, Term};

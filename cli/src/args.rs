@@ -114,6 +114,22 @@ pub struct IndexArgs {
     /// Images embedded together.
     #[arg(long, default_value_t = xsearch::DEFAULT_BATCH_SIZE, value_name = "N")]
     pub batch_size: usize,
+
+    /// Keep running after indexing: apply changes to the folders as they happen, and rescan
+    /// them in full every --rescan seconds; stop with Ctrl-C or SIGTERM (exit status 0).
+    #[arg(long)]
+    pub watch: bool,
+
+    /// With --watch: seconds between full rescans, which find what file system events miss
+    /// (network shares, changes made by other machines).
+    #[arg(
+        long,
+        default_value_t = 300,
+        value_name = "SECS",
+        requires = "watch",
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub rescan: u64,
 }
 
 /// `--raw-pairs`: `jpeg` (only the JPEG) or `both`. The variants carry no doc comments on

@@ -206,7 +206,16 @@ impl Collection {
 
     /// All records, in key order. Use it to find files that left the disk.
     pub fn iter(&self) -> impl Iterator<Item = Result<(Vec<u8>, Record), IndexError>> + '_ {
-        self.store.iter()
+        self.store.iter_prefix(&[])
+    }
+
+    /// The records whose key starts with `prefix`, in key order: those of one folder, when
+    /// keys are paths, without reading the others.
+    pub fn iter_prefix(
+        &self,
+        prefix: &[u8],
+    ) -> impl Iterator<Item = Result<(Vec<u8>, Record), IndexError>> + '_ {
+        self.store.iter_prefix(prefix)
     }
 
     /// Live records.

@@ -15,7 +15,9 @@
 //! captured) gets it on the next run without being decoded or embedded: its bytes are read,
 //! its metadata extracted, and committed in batches of [`BACKFILL_BATCH`].
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -88,7 +90,7 @@ impl IngestOptions {
         self
     }
 
-    fn walk(&self) -> WalkOptions {
+    pub(crate) fn walk(&self) -> WalkOptions {
         WalkOptions {
             follow_symlinks: self.follow_symlinks,
             raw_pairs: self.raw_pairs,
@@ -168,7 +170,21 @@ pub struct IngestSummary {
     pub special: usize,
 }
 
-/// Indexes the image files under `roots` (folders or files) into `index`.
+/// What one ingest run covers: a whole library, or the paths a watcher saw change.
+pub(crate) struct Scope<'a> {
+    /// Folders or files to walk. What was indexed under one of them that is there, and is no
+    /// longer on disk, is removed.
+    pub roots: &'a [PathBuf],
+    /// Paths known to have left (deleted files, folders moved elsewhere), whether or not a
+    /// root covers them: what was indexed at or under them, and is not on disk, is removed.
+    pub gone: &'a [PathBuf],
+    /// Once set, no new batch starts: the batches already prepared are committed whole, the
+    /// removals are skipped, and the checkpoint publishes what was committed.
+    pub stop: &'a AtomicBool,
+}
+
+/// Indexes the image files under `scope.roots` (folders or files) into `index`, and removes
+/// what left the disk.
 ///
 /// The folders are walked twice: first to count the work (for progress) and to report what
 /// cannot be walked, then to feed the pipeline, each file judged again as it comes. Nothing is
@@ -176,11 +192,12 @@ pub struct IngestSummary {
 pub(crate) fn ingest(
     clip: &Clip,
     index: &Index,
-    roots: &[PathBuf],
+    scope: &Scope<'_>,
     options: &IngestOptions,
     observer: &dyn IngestObserver,
 ) -> Result<IngestSummary, Error> {
-    let roots = distinct_roots(roots, options.walk());
+    let stopped = || scope.stop.load(Ordering::Relaxed);
+    let roots = distinct_roots(scope.roots, options.walk());
     // EXIF times without an offset are wall-clock times: read in this machine's zone (UTC
     // when it has none configured).
     let zone = TimeZone::system();
@@ -188,6 +205,9 @@ pub(crate) fn ingest(
     let mut pending = 0;
     let mut backfill = Vec::new();
     for found in walk(&roots, options.walk()) {
+        if stopped() {
+            break;
+        }
         match found {
             Ok(Found::Video(_)) => summary.videos += 1,
             Ok(Found::Special { .. }) => summary.special += 1,
@@ -229,8 +249,9 @@ pub(crate) fn ingest(
         pending,
         unchanged: summary.unchanged,
     });
-    if pending > 0 {
+    if pending > 0 && !stopped() {
         let work = walk(&roots, options.walk())
+            .take_while(|_| !stopped())
             .filter_map(|found| match found {
                 Ok(Found::Image(candidate)) => Some(candidate),
                 Ok(Found::Video(_) | Found::Special { .. }) | Err(_) => None,
@@ -243,7 +264,9 @@ pub(crate) fn ingest(
             });
         embed(clip, index, &zone, work, options, observer, &mut summary)?;
     }
-    summary.removed = prune(index, &roots)?;
+    if !stopped() {
+        summary.removed = prune(index, &roots, scope.gone)?;
+    }
     index.checkpoint()?;
     Ok(summary)
 }
@@ -491,29 +514,33 @@ fn backfill_meta(
     Ok(index.images().set_meta(metas)?)
 }
 
-/// Removes the records of files under `roots` that are no longer on disk, and forgets their
-/// failures. A root that is missing altogether (an unplugged drive) prunes nothing: its photos
-/// are not gone.
-fn prune(index: &Index, roots: &[PathBuf]) -> Result<usize, Error> {
-    let present: Vec<&PathBuf> = roots.iter().filter(|r| r.exists()).collect();
-    let is_gone = |key: &[u8]| {
-        let path = key_path(key);
-        present.iter().any(|root| path.starts_with(root)) && !path.is_file()
-    };
+/// Removes the records of files under the present `roots` and under `gone` that are no longer
+/// on disk, and forgets their failures. A root that is missing altogether (an unplugged drive)
+/// prunes nothing: its photos are not gone.
+fn prune(index: &Index, roots: &[PathBuf], gone: &[PathBuf]) -> Result<usize, Error> {
+    let areas: Vec<&PathBuf> = roots.iter().filter(|r| r.exists()).chain(gone).collect();
+    let is_gone = |path: &Path, area: &Path| path.starts_with(area) && !path.is_file();
     for (key, _) in index.failures()? {
-        if is_gone(&key) {
+        let path = key_path(&key);
+        if areas.iter().any(|area| is_gone(&path, area)) {
             index.clear_failure(&key)?;
         }
     }
-    let mut gone = Vec::new();
-    for item in index.images().iter() {
-        let (key, _) = item?;
-        if is_gone(&key) {
-            gone.push(key);
+    // Only the records under each area are read: a watcher's change to one folder does not
+    // pay for the whole library. A set, because areas may overlap.
+    let mut vanished = BTreeSet::new();
+    for area in areas {
+        for item in index.images().iter_prefix(&path_key(area)) {
+            let (key, _) = item?;
+            if is_gone(&key_path(&key), area) {
+                vanished.insert(key);
+            }
         }
     }
-    if !gone.is_empty() {
-        index.images().remove(&gone)?;
+    if !vanished.is_empty() {
+        index
+            .images()
+            .remove(&vanished.iter().collect::<Vec<_>>())?;
     }
-    Ok(gone.len())
+    Ok(vanished.len())
 }

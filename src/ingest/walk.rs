@@ -172,7 +172,7 @@ pub fn distinct_roots(roots: &[PathBuf], options: WalkOptions) -> Vec<PathBuf> {
 
 /// Whether walking `outer` visits `inner`: it lies below `outer` through entries the walk
 /// enters (not hidden, and not symbolic links unless they are followed).
-fn reaches(outer: &Path, inner: &Path, options: WalkOptions) -> bool {
+pub fn reaches(outer: &Path, inner: &Path, options: WalkOptions) -> bool {
     let Ok(rest) = inner.strip_prefix(outer) else {
         return false;
     };

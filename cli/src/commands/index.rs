@@ -1,11 +1,13 @@
-//! `xsearch index`: add or refresh folders in the index.
+//! `xsearch index`: add or refresh folders in the index, once or (`--watch`) until stopped.
 
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
-use xsearch::{Engine, IngestEvent, IngestSummary};
+use xsearch::{Engine, IngestEvent, IngestObserver, IngestSummary, Pass, WatchEvent, WatchOptions};
 
 use crate::args::IndexArgs;
 use crate::output::{path_text, warn, Printer};
@@ -14,6 +16,9 @@ use crate::Outcome;
 
 #[derive(Serialize)]
 struct SummaryRecord<'a> {
+    /// With `--watch`, which pass: `initial`, `changes` or `rescan`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pass: Option<&'static str>,
     #[serde(flatten)]
     summary: &'a IndexSummaryFields,
     seconds: f64,
@@ -56,44 +61,13 @@ pub fn run(
     printer: &mut Printer,
 ) -> Result<Outcome> {
     let started = Instant::now();
-    let bar = ProgressBar::hidden();
-    if progress::enabled(quiet) {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+    let progress = Progress::new(quiet);
+    if args.watch {
+        return watch(engine, args, quiet, printer, &progress);
     }
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} {pos}/{len} images {per_sec} eta {eta} {wide_bar} {msg}",
-        )
-        .expect("the template is valid"),
-    );
-    let skipped = std::sync::atomic::AtomicUsize::new(0);
-    let observer = |event: IngestEvent<'_>| match event {
-        IngestEvent::Walked { pending, .. } => bar.set_length(pending as u64),
-        IngestEvent::Committed { files } => bar.inc(files as u64),
-        IngestEvent::Skipped { path, reason } => {
-            let n = skipped.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-            bar.suspend(|| warn(&format_args!("{}: {reason}", path_text(path))));
-            bar.inc(1);
-            bar.set_message(format!("{n} skipped"));
-        }
-        _ => {}
-    };
-    let summary = engine.ingest(&args.paths, &observer)?;
-    bar.finish_and_clear();
-    let seconds = started.elapsed().as_secs_f64();
-    let fields = IndexSummaryFields::from(&summary);
-    if printer.is_json() {
-        printer.record(
-            &SummaryRecord {
-                summary: &fields,
-                seconds,
-            },
-            String::new,
-        )?;
-        printer.flush()?;
-    } else if !quiet {
-        eprintln!("{}", summary_line(&summary, seconds));
-    }
+    let summary = engine.ingest(&args.paths, &progress)?;
+    progress.finish();
+    report(printer, quiet, None, &summary, started.elapsed())?;
     Ok(if summary.failed > 0 {
         Outcome::Errors
     } else if summary.found == 0 {
@@ -101,6 +75,158 @@ pub fn run(
     } else {
         Outcome::Found
     })
+}
+
+/// `--watch`: indexes, then applies changes until SIGINT or SIGTERM, reporting each pass that
+/// changed something. A clean stop is exit status 0, whatever was skipped on the way (listed
+/// as it happened, and by `xsearch status`).
+fn watch(
+    engine: &Engine,
+    args: &IndexArgs,
+    quiet: bool,
+    printer: &mut Printer,
+    progress: &Progress,
+) -> Result<Outcome> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // The first signal stops the watcher between batches; a second one ends the process
+        // at once, in case stopping takes too long for the person waiting.
+        signal_hook::flag::register_conditional_shutdown(signal, 130, Arc::clone(&stop))
+            .and_then(|_| signal_hook::flag::register(signal, Arc::clone(&stop)))
+            .context("could not install the signal handlers")?;
+    }
+    let options = WatchOptions::default().rescan_every(Duration::from_secs(args.rescan));
+    let printer = Mutex::new(printer);
+    let failed = Mutex::new(None);
+    let observer = |event: WatchEvent<'_>| match event {
+        WatchEvent::Ingest(event) => progress.event(event),
+        WatchEvent::Applied {
+            pass,
+            summary,
+            took,
+        } => {
+            progress.finish();
+            let changed = summary.added + summary.updated + summary.removed + summary.failed > 0;
+            if pass == Pass::Initial || changed {
+                let mut printer = printer.lock().unwrap_or_else(|p| p.into_inner());
+                if let Err(err) = report(&mut printer, quiet, Some(pass), summary, took) {
+                    // stdout is gone (a closed pipe): nothing more can be reported, so stop.
+                    *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(err);
+                    stop.store(true, Ordering::Relaxed);
+                }
+            }
+            if pass == Pass::Initial && !quiet {
+                eprintln!(
+                    "watching for changes (full rescan every {}s); Ctrl-C or SIGTERM stops",
+                    args.rescan
+                );
+            }
+        }
+        WatchEvent::Unwatched { path, reason } => {
+            progress.suspend(|| warn(&format_args!("{}: {reason}", path_text(path))));
+        }
+        _ => {}
+    };
+    engine.watch(&args.paths, &options, &observer, &stop)?;
+    match failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        Some(err) => Err(err),
+        None => Ok(Outcome::Found),
+    }
+}
+
+/// The progress bar of the pass under way (drawn on a terminal only) and its skipped files.
+struct Progress {
+    bar: ProgressBar,
+    skipped: AtomicUsize,
+}
+
+impl Progress {
+    fn new(quiet: bool) -> Self {
+        let bar = ProgressBar::hidden();
+        if progress::enabled(quiet) {
+            bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        }
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} {pos}/{len} images {per_sec} eta {eta} {wide_bar} {msg}",
+            )
+            .expect("the template is valid"),
+        );
+        Self {
+            bar,
+            skipped: AtomicUsize::new(0),
+        }
+    }
+
+    fn suspend(&self, f: impl FnOnce()) {
+        self.bar.suspend(f);
+    }
+
+    /// Clears the bar at the end of a pass.
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+impl IngestObserver for Progress {
+    fn event(&self, event: IngestEvent<'_>) {
+        match event {
+            IngestEvent::Walked { pending, .. } => {
+                // A new pass (the watcher makes many): a bar of its own.
+                self.bar.reset();
+                self.skipped.store(0, Ordering::Relaxed);
+                self.bar.set_message("");
+                self.bar.set_length(pending as u64);
+            }
+            IngestEvent::Committed { files } => self.bar.inc(files as u64),
+            IngestEvent::Skipped { path, reason } => {
+                let n = self.skipped.fetch_add(1, Ordering::Relaxed) + 1;
+                self.suspend(|| warn(&format_args!("{}: {reason}", path_text(path))));
+                self.bar.inc(1);
+                self.bar.set_message(format!("{n} skipped"));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Prints what a pass did: a JSON record on stdout, or a line on stderr.
+fn report(
+    printer: &mut Printer,
+    quiet: bool,
+    pass: Option<Pass>,
+    summary: &IngestSummary,
+    took: Duration,
+) -> Result<()> {
+    let seconds = took.as_secs_f64();
+    let fields = IndexSummaryFields::from(summary);
+    if printer.is_json() {
+        printer.record(
+            &SummaryRecord {
+                pass: pass.map(pass_name),
+                summary: &fields,
+                seconds,
+            },
+            String::new,
+        )?;
+        printer.flush()?;
+    } else if !quiet {
+        let line = summary_line(summary, seconds);
+        match pass {
+            Some(Pass::Changes) => eprintln!("changes: {line}"),
+            Some(Pass::Rescan) => eprintln!("rescan: {line}"),
+            Some(Pass::Initial) | None => eprintln!("{line}"),
+        }
+    }
+    Ok(())
+}
+
+fn pass_name(pass: Pass) -> &'static str {
+    match pass {
+        Pass::Initial => "initial",
+        Pass::Changes => "changes",
+        Pass::Rescan => "rescan",
+    }
 }
 
 fn summary_line(s: &IngestSummary, seconds: f64) -> String {

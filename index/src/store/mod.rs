@@ -239,9 +239,12 @@ impl Store {
         Ok(None)
     }
 
-    /// All records, in key order.
-    pub fn iter(&self) -> impl Iterator<Item = Result<(Vec<u8>, Record), IndexError>> + '_ {
-        self.records.iter().map(move |item| {
+    /// The records whose key starts with `prefix` (all of them for an empty one), in key order.
+    pub fn iter_prefix(
+        &self,
+        prefix: &[u8],
+    ) -> impl Iterator<Item = Result<(Vec<u8>, Record), IndexError>> + '_ {
+        self.records.scan_prefix(prefix).map(move |item| {
             let (key, bytes) = item.map_err(|e| self.store_err(e))?;
             Ok((key.to_vec(), self.decode(&bytes, "record")?))
         })
