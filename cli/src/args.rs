@@ -61,7 +61,8 @@ pub enum Command {
     #[command(
         after_help = "Exit status: 0 when every image was indexed, 1 when no image was \
                             found, 2 when some files were skipped (listed on stderr and by \
-                            `xsearch status`) or the run failed."
+                            `xsearch status`) or the run failed. With --watch: 0 once stopped \
+                            by Ctrl-C or SIGTERM, 2 if it failed."
     )]
     Index(IndexArgs),
     /// Search the index: text → images, image → images, or (with --texts) → texts.

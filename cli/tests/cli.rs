@@ -386,6 +386,63 @@ fn readers_answer_while_a_writer_holds_the_index_and_a_second_writer_is_refused(
     assert!(err.contains("another xsearch process"), "{err}");
 }
 
+#[test]
+fn index_watch_publishes_new_files_to_readers_and_stops_cleanly_on_sigterm() {
+    let sb = Sandbox::new();
+    let (photos, _) = sb.photos("photos", 3, 11);
+    let mut child = sb
+        .command(SHAPES)
+        .args(["--json", "index", "--watch", photos.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read-only queries (other processes) see each pass once it is published.
+    let wait_for = |what: &str, done: &dyn Fn(&[String]) -> bool| {
+        let start = std::time::Instant::now();
+        loop {
+            let hits = hit_paths(&sb, "a shape");
+            if done(&hits) {
+                return;
+            }
+            assert!(
+                start.elapsed().as_secs() < 20,
+                "no {what} within 20 s: {hits:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    wait_for("initial pass", &|hits| hits.len() == 3);
+    let (staging, items) = sb.photos("staging", 1, 12);
+    let new = photos.join(format!("new-{}", items[0].file));
+    std::fs::copy(staging.join(&items[0].file), &new).unwrap();
+    let new = new.to_str().unwrap().to_owned();
+    wait_for("new file", &|hits| hits.len() == 4 && hits.contains(&new));
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed().as_secs() >= 20 {
+            child.kill().unwrap();
+            panic!("xsearch index --watch did not stop on SIGTERM");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // One JSON record per pass that changed something, saying which pass.
+    let records = json_lines(&out);
+    let passes: Vec<(&str, u64)> = records
+        .iter()
+        .map(|r| (r["pass"].as_str().unwrap(), r["added"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(passes, [("initial", 3), ("changes", 1)], "{records:?}");
+}
+
 /// Every file of `dir`, with its length and modification time.
 fn listing(dir: &Path) -> Vec<(PathBuf, u64, std::time::SystemTime)> {
     let mut files: Vec<_> = walk_files(dir)
