@@ -165,7 +165,8 @@ pub(crate) fn watch(
         stop,
         observer,
     };
-    // The channel stays open while `sender` lives, also when no watcher holds a copy.
+    // The channel stays open while `sender` lives (to the end of this function), also when no
+    // watcher holds a copy.
     let (sender, events) = mpsc::channel();
     let mut watches = Watches::new(options.events, sender.clone(), &indexer);
     // Watching starts before the first pass, so that nothing changed during it is missed.
@@ -206,7 +207,6 @@ pub(crate) fn watch(
             }
         }
     }
-    drop(sender);
     Ok(())
 }
 
