@@ -386,3 +386,49 @@ fn the_rescan_finds_changes_no_event_reported() {
     assert_eq!(kinds(&w.passes_since(before)), [Pass::Rescan].into());
     w.stop();
 }
+
+#[test]
+fn a_stop_mid_pass_commits_whole_batches_and_the_next_run_finishes_the_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let photos = dir.path().join("photos");
+    std::fs::create_dir(&photos).unwrap();
+    for i in 0..60 {
+        write_image(&photos.join(format!("{i:02}.png")), 200 + i);
+    }
+    let options = EngineOptions::new(MODEL)
+        .index(dir.path().join("index"))
+        .mode(OpenMode::Create)
+        .ingest(xsearch::IngestOptions::default().batch_size(4));
+    let engine = Engine::open(&options, None).unwrap();
+    // Stop as soon as the first batch is committed, as a signal handler would.
+    let stop = AtomicBool::new(false);
+    let initial = Mutex::new(None);
+    let observer = |event: WatchEvent<'_>| match event {
+        WatchEvent::Ingest(xsearch::IngestEvent::Committed { .. }) => {
+            stop.store(true, Ordering::Relaxed)
+        }
+        WatchEvent::Applied { pass, summary, .. } => {
+            assert_eq!(pass, Pass::Initial);
+            *initial.lock().unwrap() = Some(summary.clone());
+        }
+        _ => {}
+    };
+    engine
+        .watch(std::slice::from_ref(&photos), &quick(), &observer, &stop)
+        .unwrap();
+    // The batches under way when the stop came are committed whole (the pipeline holds at
+    // most three), the rest is left, and what was committed is published.
+    let added = initial.into_inner().unwrap().unwrap().added;
+    assert!((4..=12).contains(&added), "{added}");
+    assert_eq!(engine.image_count().unwrap(), added);
+    let reader = EngineOptions::new(MODEL)
+        .index(dir.path().join("index"))
+        .mode(OpenMode::Read);
+    assert_eq!(
+        Engine::open(&reader, None).unwrap().image_count().unwrap(),
+        added
+    );
+    // The next run does the rest, and only the rest.
+    let summary = engine.ingest(&[photos], &()).unwrap();
+    assert_eq!((summary.unchanged, summary.added), (added, 60 - added));
+}
