@@ -10,8 +10,8 @@ Python standard library only.
 
 With the fixture model `shapes-tiny`, so the figures are the watcher's own costs (the debounce,
 1 s by default, the walk of the changed paths, hashing, the checkpoint that publishes the view)
-plus a tiny model's embedding: with RN50 add its time per image (about 40 ms on 2 cores) to a
-new or changed file, nothing to a renamed one (its vector is reused).
+plus a tiny model's embedding: with RN50 add the decoding and embedding of each new or changed
+photo, and nothing to a renamed one (its vector is reused).
 """
 
 import json
