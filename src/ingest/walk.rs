@@ -156,17 +156,21 @@ pub fn distinct_roots(roots: &[PathBuf], options: WalkOptions) -> Vec<PathBuf> {
         .iter()
         .map(|r| std::path::absolute(r).unwrap_or_else(|_| r.clone()))
         .collect();
-    let covered = |i: usize| {
-        roots.iter().enumerate().any(|(j, other)| {
-            // Of two roots that cover each other (the same folder), the first is kept.
-            j != i
-                && reaches(other, &roots[i], options)
-                && (j < i || !reaches(&roots[i], other, options))
+    // Only the same path or an ancestor can cover a root: each root's ancestors are looked up,
+    // so a watcher's change set of thousands of paths costs their depth, not their square.
+    let named: HashSet<&Path> = roots.iter().map(PathBuf::as_path).collect();
+    let mut seen = HashSet::new();
+    roots
+        .iter()
+        .filter(|root| {
+            // Of a folder named twice, the first is kept.
+            seen.insert(root.as_path())
+                && !root
+                    .ancestors()
+                    .skip(1)
+                    .any(|outer| named.contains(outer) && reaches(outer, root, options))
         })
-    };
-    (0..roots.len())
-        .filter(|&i| !covered(i))
-        .map(|i| roots[i].clone())
+        .cloned()
         .collect()
 }
 
