@@ -428,9 +428,9 @@ impl<'a> Watches<'a> {
 /// Why events cannot be had, in words, with what to do.
 fn reason(err: &notify::Error) -> String {
     match &err.kind {
-        notify::ErrorKind::MaxFilesWatch => "the system's limit on watched folders is reached; \
-             changes below are found by the periodic rescan only. Raise it with the sysctl \
-             fs.inotify.max_user_watches to watch them"
+        notify::ErrorKind::MaxFilesWatch => "the system's limit on watched folders is reached, \
+             so changes below are found by the periodic rescan only\n\n\
+             Raise the limit (the sysctl fs.inotify.max_user_watches) to watch them."
             .to_owned(),
         _ => format!("{err}; changes are found by the periodic rescan only"),
     }
