@@ -371,6 +371,40 @@ fn a_missing_root_is_never_pruned_and_is_watched_again_when_back() {
 }
 
 #[test]
+fn an_empty_folder_standing_in_for_a_root_prunes_nothing_until_it_has_files() {
+    // A drive unmounted from a fixed mount point leaves an empty folder at the root's path:
+    // another folder than the drive's. Here the root is moved away and an empty folder made in
+    // its place, which looks the same to the watcher.
+    let options = WatchOptions::default()
+        .debounce(Duration::from_millis(300))
+        .rescan_every(Duration::from_secs(1));
+    let w = Watching::start(&[("drive", &[("d.png", 40), ("e.png", 41)])], options);
+    let before = w.pass_count();
+    std::fs::rename(w.path("drive"), w.path("unmounted")).unwrap();
+    std::fs::create_dir(w.path("drive")).unwrap();
+    w.wait_for("two rescans", || {
+        let passes = w.passes_since(before);
+        passes
+            .iter()
+            .filter(|(pass, _)| *pass == Pass::Rescan)
+            .count()
+            >= 2
+    });
+    assert_eq!(total(&w.passes_since(before)).removed, 0);
+    assert_eq!(w.indexed(), set(&["drive/d.png", "drive/e.png"]));
+
+    // Once it holds files it is the root: what is not in it is gone.
+    let before = w.pass_count();
+    write_image(&w.path("drive/f.png"), 42);
+    let done = w.wait_for_total(before, "the new folder's photo", |t| {
+        t.added == 1 && t.removed == 2
+    });
+    assert_eq!(done.reused, 0);
+    assert_eq!(w.indexed(), set(&["drive/f.png"]));
+    w.stop();
+}
+
+#[test]
 fn the_rescan_finds_changes_no_event_reported() {
     // Without events (as on a network share, where another machine's changes make none),
     // the periodic rescan alone finds what changed.

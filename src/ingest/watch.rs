@@ -16,9 +16,10 @@
 //! deleted (a drive unmounted, events lost or off) is not pruned on sight: the rescan removes
 //! its photos if it finds it gone while its parent is there. A root that is missing prunes
 //! nothing, whatever the events say, as in any ingest: photos on a drive that is away are kept
-//! until it comes back.
+//! until it comes back. Nor does a root that is now an empty folder other than the one it was
+//! when it last had files (a mount point left behind by its drive; [`StandIns`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -171,7 +172,8 @@ pub(crate) fn watch(
     let mut watches = Watches::new(options.events, sender.clone(), &indexer);
     // Watching starts before the first pass, so that nothing changed during it is missed.
     watches.refresh();
-    indexer.pass(Pass::Initial, &roots, &[])?;
+    let mut stand_ins = StandIns::default();
+    indexer.pass(Pass::Initial, &stand_ins.walkable(&roots), &[])?;
     let mut changes = Changes::default();
     let mut next_rescan = Instant::now() + options.rescan_every;
     while !stop.load(Ordering::Relaxed) {
@@ -196,11 +198,13 @@ pub(crate) fn watch(
             // in the channel for the next set.
             changes = Changes::default();
             watches.refresh();
-            indexer.pass(Pass::Rescan, &roots, &[])?;
+            indexer.pass(Pass::Rescan, &stand_ins.walkable(&roots), &[])?;
             next_rescan = Instant::now() + options.rescan_every;
         } else if changes.due(options.debounce).is_some_and(|due| now >= due) {
             let set = std::mem::take(&mut changes);
-            let (present, gone) = set.split(index, &roots)?;
+            let (mut present, gone) = set.split(index, &roots)?;
+            // An event on a root itself (made again, say) walks it whole, as a rescan does.
+            present.retain(|path| !roots.contains(path) || stand_ins.walkable_root(path));
             // A set of vanished folders alone is left to the rescan.
             if !present.is_empty() || !gone.is_empty() {
                 indexer.pass(Pass::Changes, &present, &gone)?;
@@ -334,7 +338,8 @@ impl Changes {
 /// The roots being watched for events, and notify's watcher.
 struct Watches<'a> {
     watcher: Option<RecommendedWatcher>,
-    watched: BTreeSet<PathBuf>,
+    /// Each root watched, with what it was on disk when its watch was set up.
+    watched: BTreeMap<PathBuf, Identity>,
     indexer: &'a Indexer<'a>,
 }
 
@@ -350,7 +355,7 @@ impl<'a> Watches<'a> {
             notify::Config::default().with_follow_symlinks(indexer.options.follow_symlinks);
         let mut watches = Self {
             watcher: None,
-            watched: BTreeSet::new(),
+            watched: BTreeMap::new(),
             indexer,
         };
         if events {
@@ -367,25 +372,30 @@ impl<'a> Watches<'a> {
     }
 
     /// Watches the roots that are there and not yet watched (a drive plugged back in, a
-    /// folder moved back), and forgets those that are gone.
+    /// folder moved back), watches again those that are another folder than when they were
+    /// watched (a drive mounted or unmounted on them, a folder deleted and made again: the old
+    /// watches see nothing of the new one), and forgets those that are gone.
     fn refresh(&mut self) {
         let Some(watcher) = &mut self.watcher else {
             return;
         };
         let mut failed = Vec::new();
         for root in self.indexer.roots {
-            let there = root.exists();
-            if there && !self.watched.contains(root) {
-                match watcher.watch(root, RecursiveMode::Recursive) {
-                    Ok(()) => {
-                        self.watched.insert(root.clone());
-                    }
-                    // Part of the tree may be watched: the next refresh tries again.
-                    Err(err) => failed.push((root, err)),
-                }
-            } else if !there && self.watched.remove(root) {
-                // Its watches died with it, but notify may still hold their paths.
+            let now = identity(root);
+            if self.watched.get(root) == now.as_ref() {
+                continue;
+            }
+            if self.watched.remove(root).is_some() {
+                // Its watches died with what it was, but notify may still hold their paths.
                 let _ = watcher.unwatch(root);
+            }
+            let Some(now) = now else { continue };
+            match watcher.watch(root, RecursiveMode::Recursive) {
+                Ok(()) => {
+                    self.watched.insert(root.clone(), now);
+                }
+                // Part of the tree may be watched: the next refresh tries again.
+                Err(err) => failed.push((root, err)),
             }
         }
         for (root, err) in failed {
@@ -406,7 +416,7 @@ impl<'a> Watches<'a> {
             return;
         };
         for path in event.paths.iter().filter(|_| gone) {
-            if self.watched.remove(path) {
+            if self.watched.remove(path).is_some() {
                 let _ = watcher.unwatch(path);
             }
         }
@@ -422,6 +432,61 @@ impl<'a> Watches<'a> {
                 reason: &reason(err),
             });
         }
+    }
+}
+
+/// Tells a root from the empty folder that stands in for it while its drive is away: a mount
+/// point left behind when a drive is unmounted (a fixed mount point, from `/etc/fstab`) is
+/// another folder than the drive's own, and empty. Walking it would remove every photo of the
+/// drive, so a root that is now another folder than when it last had files, and empty, is
+/// left out of the pass, its photos kept, as a missing root's are.
+#[derive(Default)]
+struct StandIns {
+    /// Each root as the last pass that walked it found it, with files in it.
+    seen: BTreeMap<PathBuf, Identity>,
+}
+
+impl StandIns {
+    /// The roots a full pass may walk now.
+    fn walkable(&mut self, roots: &[PathBuf]) -> Vec<PathBuf> {
+        roots
+            .iter()
+            .filter(|root| self.walkable_root(root))
+            .cloned()
+            .collect()
+    }
+
+    /// Whether a pass may walk `root`: it is missing (nothing is pruned under a missing root
+    /// anyway), has files, or is the folder it was when it last had files.
+    fn walkable_root(&mut self, root: &Path) -> bool {
+        let Some(now) = identity(root) else {
+            return true;
+        };
+        let empty = std::fs::read_dir(root).is_ok_and(|mut entries| entries.next().is_none());
+        if !empty {
+            self.seen.insert(root.to_path_buf(), now);
+            return true;
+        }
+        self.seen.get(root).is_none_or(|before| *before == now)
+    }
+}
+
+/// What a folder is on disk: its device and inode, where the platform has such things.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Identity(u64, u64);
+
+/// The identity of the folder at `path`; `None` when there is none.
+fn identity(path: &Path) -> Option<Identity> {
+    let metadata = std::fs::metadata(path).ok()?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Some(Identity(metadata.dev(), metadata.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = metadata;
+        Some(Identity(0, 0))
     }
 }
 
