@@ -390,57 +390,105 @@ fn readers_answer_while_a_writer_holds_the_index_and_a_second_writer_is_refused(
 fn index_watch_publishes_new_files_to_readers_and_stops_cleanly_on_sigterm() {
     let sb = Sandbox::new();
     let (photos, _) = sb.photos("photos", 3, 11);
-    let mut child = sb
-        .command(SHAPES)
-        .args(["--json", "index", "--watch", photos.to_str().unwrap()])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Read-only queries (other processes) see each pass once it is published.
-    let wait_for = |what: &str, done: &dyn Fn(&[String]) -> bool| {
-        let start = std::time::Instant::now();
-        loop {
-            let hits = hit_paths(&sb, "a shape");
-            if done(&hits) {
-                return;
-            }
-            assert!(
-                start.elapsed().as_secs() < 20,
-                "no {what} within 20 s: {hits:?}"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(100));
+    std::fs::write(photos.join("bad.jpg"), b"not a jpeg").unwrap();
+    let mut child = Reaped(
+        sb.command(SHAPES)
+            .args(["--json", "index", "--watch", "--rescan", "1"])
+            .arg(&photos)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    // One JSON record per pass, read as they come.
+    let (records, passes) = std::sync::mpsc::channel::<Value>();
+    let stdout = child.0.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let _ = records.send(serde_json::from_str(&line.unwrap()).unwrap());
         }
+    });
+    let next_any = || -> Value {
+        passes
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("no pass within 20 s")
     };
-    wait_for("initial pass", &|hits| hits.len() == 3);
+    let next = |pass: &str| -> Value {
+        let record = next_any();
+        assert_eq!(record["pass"], pass, "{record}");
+        record
+    };
+    let initial = next("initial");
+    assert_eq!(
+        (initial["added"].as_u64(), initial["failed"].as_u64()),
+        (Some(3), Some(1))
+    );
+    // Each pass is published before it is reported: a read-only query sees it at once.
+    assert_eq!(hit_paths(&sb, "a shape").len(), 3);
+
     let (staging, items) = sb.photos("staging", 1, 12);
     let new = photos.join(format!("new-{}", items[0].file));
     std::fs::copy(staging.join(&items[0].file), &new).unwrap();
-    let new = new.to_str().unwrap().to_owned();
-    wait_for("new file", &|hits| hits.len() == 4 && hits.contains(&new));
+    // Its change set, or a rescan (one a second) that came first and found it.
+    let start = std::time::Instant::now();
+    let found = loop {
+        assert!(
+            start.elapsed().as_secs() < 20,
+            "the new file was not found within 20 s"
+        );
+        let record = next_any();
+        if record["added"] == 1 {
+            break record;
+        }
+        // A rescan before the file came: nothing new, the bad file met again.
+        assert_eq!(
+            (&record["pass"], &record["failed"]),
+            (&"rescan".into(), &1.into())
+        );
+    };
+    assert_eq!(found["reused"], 0, "{found}");
+    let hits = hit_paths(&sb, "a shape");
+    assert_eq!(hits.len(), 4);
+    assert!(hits.contains(&new.to_str().unwrap().to_owned()), "{hits:?}");
+    for _ in 0..2 {
+        let rescan = next("rescan");
+        assert_eq!(
+            (rescan["unchanged"].as_u64(), rescan["failed"].as_u64()),
+            (Some(4), Some(1))
+        );
+    }
 
     let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &child.0.id().to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
     let start = std::time::Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if start.elapsed().as_secs() >= 20 {
-            child.kill().unwrap();
-            panic!("xsearch index --watch did not stop on SIGTERM");
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
         }
+        assert!(start.elapsed().as_secs() < 20, "no stop on SIGTERM");
         std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    reader.join().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.0.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(0), "{err}");
+    // The bad file is said once, not again at every rescan that meets it.
+    assert_eq!(err.matches("bad.jpg").count(), 1, "{err}");
+}
+
+/// A child process killed if the test ends before it does.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        // Already gone when the test got that far; the errors say so.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    // One JSON record per pass that changed something, saying which pass.
-    let records = json_lines(&out);
-    let passes: Vec<(&str, u64)> = records
-        .iter()
-        .map(|r| (r["pass"].as_str().unwrap(), r["added"].as_u64().unwrap()))
-        .collect();
-    assert_eq!(passes, [("initial", 3), ("changes", 1)], "{records:?}");
 }
 
 /// Every file of `dir`, with its length and modification time.

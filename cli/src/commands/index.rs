@@ -1,5 +1,7 @@
 //! `xsearch index`: add or refresh folders in the index, once or (`--watch`) until stopped.
 
+use std::collections::HashSet;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -61,7 +63,7 @@ pub fn run(
     printer: &mut Printer,
 ) -> Result<Outcome> {
     let started = Instant::now();
-    let progress = Progress::new(quiet);
+    let progress = Progress::new(quiet, args.watch);
     if args.watch {
         return watch(engine, args, quiet, printer, &progress);
     }
@@ -78,8 +80,8 @@ pub fn run(
 }
 
 /// `--watch`: indexes, then applies changes until SIGINT or SIGTERM, reporting each pass that
-/// changed something. A clean stop is exit status 0, whatever was skipped on the way (listed
-/// as it happened, and by `xsearch status`).
+/// changed something (each pass, in JSON). A clean stop is exit status 0, whatever was skipped
+/// on the way (listed as it happened, once, and by `xsearch status`).
 fn watch(
     engine: &Engine,
     args: &IndexArgs,
@@ -106,9 +108,12 @@ fn watch(
             took,
         } => {
             progress.finish();
-            let changed = summary.added + summary.updated + summary.removed + summary.failed > 0;
-            if pass == Pass::Initial || changed {
-                let mut printer = printer.lock().unwrap_or_else(|p| p.into_inner());
+            // Files that failed before are met again by every rescan: people hear news only;
+            // programs (JSON) get every pass.
+            let skipped = progress.skipped.load(Ordering::Relaxed);
+            let news = summary.added + summary.updated + summary.removed + skipped > 0;
+            let mut printer = printer.lock().unwrap_or_else(|p| p.into_inner());
+            if pass == Pass::Initial || news || printer.is_json() {
                 if let Err(err) = report(&mut printer, quiet, Some(pass), summary, took) {
                     // stdout is gone (a closed pipe): nothing more can be reported, so stop.
                     *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(err);
@@ -137,11 +142,15 @@ fn watch(
 /// The progress bar of the pass under way (drawn on a terminal only) and its skipped files.
 struct Progress {
     bar: ProgressBar,
+    /// Files of this pass reported as skipped.
     skipped: AtomicUsize,
+    /// With `--watch`: the files (and why) reported as skipped so far. Each rescan meets the
+    /// files that failed before again; they are said once.
+    said: Option<Mutex<HashSet<(PathBuf, String)>>>,
 }
 
 impl Progress {
-    fn new(quiet: bool) -> Self {
+    fn new(quiet: bool, watch: bool) -> Self {
         let bar = ProgressBar::hidden();
         if progress::enabled(quiet) {
             bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
@@ -155,6 +164,7 @@ impl Progress {
         Self {
             bar,
             skipped: AtomicUsize::new(0),
+            said: watch.then(Mutex::default),
         }
     }
 
@@ -180,6 +190,12 @@ impl IngestObserver for Progress {
             }
             IngestEvent::Committed { files } => self.bar.inc(files as u64),
             IngestEvent::Skipped { path, reason } => {
+                if let Some(said) = &self.said {
+                    let mut said = said.lock().unwrap_or_else(|p| p.into_inner());
+                    if !said.insert((path.to_path_buf(), reason.to_owned())) {
+                        return;
+                    }
+                }
                 let n = self.skipped.fetch_add(1, Ordering::Relaxed) + 1;
                 self.suspend(|| warn(&format_args!("{}: {reason}", path_text(path))));
                 self.bar.inc(1);
