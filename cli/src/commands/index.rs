@@ -111,7 +111,9 @@ fn watch(
             // Files that failed before are met again by every rescan: people hear news only;
             // programs (JSON) get every pass.
             let skipped = progress.skipped.load(Ordering::Relaxed);
-            let news = summary.added + summary.updated + summary.removed + skipped > 0;
+            let news =
+                summary.added + summary.updated + summary.removed + summary.backfilled + skipped
+                    > 0;
             let mut printer = printer.lock().unwrap_or_else(|p| p.into_inner());
             if pass == Pass::Initial || news || printer.is_json() {
                 if let Err(err) = report(&mut printer, quiet, Some(pass), summary, took) {
