@@ -41,7 +41,7 @@ fn libheif_present() -> bool {
                  `libheif-plugin-libde265 libheif-plugin-dav1d` where those packages exist; \
                  macOS: `brew install libheif`)."
             );
-            common::skip_or_fail(&message);
+            common::skip::skip_or_fail(&message);
             false
         }
         _ => true,

@@ -26,7 +26,7 @@ fn matches_pillow(name: &str, mean: f64) -> bool {
             if e.reason()
                 .contains("install it, for example `apt install libtiff6`") =>
         {
-            common::skip_or_fail(&format!(
+            common::skip::skip_or_fail(&format!(
                 "pixel check of {name}: libtiff is not installed ({e}); install it (Debian: \
                  `apt-get install libtiff6`)"
             ));

@@ -3,64 +3,17 @@
 //! crash safety.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use serde_json::Value;
 
-const SHAPES: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../fixtures/models/shapes-tiny"
-);
+mod common;
+use common::{json_lines, stderr, stdout, Sandbox, SHAPES};
+
 const PARITY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/parity");
 const META: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/meta");
-/// Central European Time with its summer time: the zone every test's `xsearch` runs in, so
-/// capture times without an offset read and print the same on any machine.
-const ZONE: &str = "CET-1CEST,M3.5.0,M10.5.0/3";
-/// 2023-11-14 22:13:20 UTC, 23:13:20 in `ZONE`: a modification time tests give files.
+/// 2023-11-14 22:13:20 UTC, 23:13:20 in `common::ZONE`: a modification time tests give files.
 const MTIME: u64 = 1_700_000_000;
-
-/// A temporary home for one test: an index directory and a photos folder.
-struct Sandbox {
-    dir: tempfile::TempDir,
-}
-
-impl Sandbox {
-    fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn index(&self) -> PathBuf {
-        self.dir.path().join("index")
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        std::path::absolute(self.dir.path().join(rel)).unwrap()
-    }
-
-    /// Writes `n` shapes-world images into `rel`.
-    fn photos(&self, rel: &str, n: u64, seed: u64) -> (PathBuf, Vec<xsearch_shapes::Item>) {
-        let dir = self.path(rel);
-        let items = xsearch_shapes::write_dataset(&dir, n, seed).unwrap();
-        (dir, items)
-    }
-
-    fn command(&self, model: &str) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_xsearch"));
-        cmd.env("XSEARCH_INDEX", self.index())
-            .env("XSEARCH_MODEL", model)
-            .env("HF_HUB_OFFLINE", "1")
-            .env("HF_HOME", self.dir.path().join("hf"))
-            .env("TZ", ZONE)
-            .env_remove("XSEARCH_PREVIEW");
-        cmd
-    }
-
-    fn run(&self, model: &str, args: &[&str]) -> Output {
-        self.command(model).args(args).output().unwrap()
-    }
-}
 
 /// Sets the modification time of every file in `dir` to [`MTIME`].
 fn set_mtimes(dir: &Path) {
@@ -72,21 +25,6 @@ fn set_mtimes(dir: &Path) {
         file.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(MTIME))
             .unwrap();
     }
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn json_lines(out: &Output) -> Vec<Value> {
-    stdout(out)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
-        .collect()
 }
 
 fn cosine(a: &[f32], b: &[f32]) -> f64 {

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
 
+pub mod skip;
+
 /// splitmix64 with wrapping arithmetic.
 pub fn splitmix64(x: u64) -> u64 {
     let x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -145,13 +147,4 @@ pub fn rn50_convs() -> Vec<xsearch::model::resnet::TowerConv> {
     let config = xsearch::model::OpenClipConfig::from_file(&fixture("rn50/open_clip_config.json"))
         .expect("the RN50 config");
     xsearch::model::resnet::tower_convs(&config.model_cfg).expect("RN50 is a supported tower")
-}
-
-/// A test that needs a system library or service that is missing: under CI (`CI=true`) that
-/// is a failure, since CI must run it for real; elsewhere a loud skip. Written straight to
-/// stderr, not with `eprintln!`, which the test harness captures and shows only on failure.
-pub fn skip_or_fail(message: &str) {
-    use std::io::Write;
-    assert!(std::env::var("CI").as_deref() != Ok("true"), "{message}");
-    let _ = writeln!(std::io::stderr(), "\n*** SKIPPED: {message}\n");
 }

@@ -1,0 +1,438 @@
+//! `xsearch serve`'s page in a real browser: headless Chromium from the distribution's packages,
+//! driven over WebDriver. Each test indexes a shapes-world library with the fixture model,
+//! starts the server on a port the system picks, and uses the page as a person would: typing a
+//! query, opening a result, "more like this", uploading a photo, the `/` key, a phone screen.
+//! Results are checked against the engine's own answers (the CLI and the HTTP API), by id and
+//! exact path.
+//!
+//! Without `chromium` and `chromedriver` the tests skip loudly; under CI (`CI=true`) they fail.
+
+#![cfg(unix)]
+
+#[path = "browser/server.rs"]
+mod server;
+#[path = "browser/webdriver.rs"]
+mod webdriver;
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use common::skip::skip_or_fail;
+use common::{json_lines, stderr, Sandbox, SHAPES};
+use server::Server;
+use webdriver::{key, Browser, Programs, Screen};
+
+/// The query the tests type; the shapes world has red circles to find.
+const QUERY: &str = "a red circle";
+/// How long the page may take to show what a step expects (generous: CI machines are shared).
+const WAIT: Duration = Duration::from_secs(30);
+/// The desktop window, also the screenshot's size.
+const DESKTOP: Screen = Screen::Desktop {
+    width: 1280,
+    height: 800,
+};
+
+/// One browser at a time: Chromium is heavy and the tests share the machine's few cores.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// A browser on a served, indexed library: what each test starts from. `None` after a loud skip
+/// when the browser is not installed (a failure under CI).
+fn open(screen: Screen) -> Option<(Gallery, Browser, MutexGuard<'static, ()>)> {
+    let programs = match Programs::find() {
+        Ok(programs) => programs,
+        Err(message) => {
+            skip_or_fail(&message);
+            return None;
+        }
+    };
+    // A test that failed while holding the lock leaves nothing behind for the next one.
+    let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let gallery = Gallery::new();
+    let browser = Browser::start(&programs, screen);
+    Some((gallery, browser, turn))
+}
+
+/// An indexed shapes-world library with labels, served by `xsearch serve`.
+struct Gallery {
+    sb: Sandbox,
+    photos: PathBuf,
+    items: Vec<xsearch_shapes::Item>,
+    server: Server,
+}
+
+impl Gallery {
+    fn new() -> Gallery {
+        let sb = Sandbox::new();
+        let (photos, items) = sb.photos("photos", 48, 2026);
+        let out = sb.run(SHAPES, &["index", "--quiet", photos.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        // Labels for the viewer's nearest texts: every colour and shape of the world.
+        let mut labels = Vec::new();
+        for colour in [
+            "red", "green", "blue", "yellow", "orange", "purple", "white", "black",
+        ] {
+            for shape in ["circle", "square", "triangle", "star"] {
+                labels.push(format!("a {colour} {shape}"));
+            }
+        }
+        let labels_file = sb.path("labels.txt");
+        std::fs::write(&labels_file, labels.join("\n")).unwrap();
+        let out = sb.run(SHAPES, &["texts", "add", labels_file.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", stderr(&out));
+
+        let mut serve = sb.command(SHAPES);
+        serve.args(["serve", "--addr", "127.0.0.1:0"]);
+        let server = Server::start(serve);
+        Gallery {
+            sb,
+            photos,
+            items,
+            server,
+        }
+    }
+
+    /// The page's address with a query string, as a bookmark would hold it.
+    fn page(&self, query: &[(&str, &str)]) -> String {
+        let query: Vec<String> = query
+            .iter()
+            .map(|(name, value)| format!("{name}={}", encode(value)))
+            .collect();
+        format!("{}?{}", self.server.url, query.join("&"))
+    }
+
+    /// `GET /api/search` with these parameters: its results.
+    fn api_search(&self, query: &[(&str, &str)]) -> Vec<Value> {
+        let mut request = ureq::get(&format!("{}api/search", self.server.url));
+        for (name, value) in query {
+            request = request.query(name, value);
+        }
+        let response = request
+            .call()
+            .unwrap_or_else(|e| panic!("/api/search {query:?}: {e}\n{}", self.server.log()));
+        let mut body: Value = serde_json::from_reader(response.into_reader()).unwrap();
+        match body["results"].take() {
+            Value::Array(results) => results,
+            other => panic!("/api/search {query:?}: no results array: {other}"),
+        }
+    }
+
+    /// Every indexed image's path by its id, from the API.
+    fn paths_by_id(&self) -> HashMap<String, String> {
+        self.api_search(&[("q", QUERY), ("k", "1000")])
+            .iter()
+            .map(|hit| (id_of(hit), hit["path"].as_str().unwrap().to_owned()))
+            .collect()
+    }
+
+    /// The CLI's ranking for a text query: image paths, best first.
+    fn cli_query(&self, query: &str, k: usize) -> Vec<String> {
+        let out = self
+            .sb
+            .run(SHAPES, &["query", "--json", "-k", &k.to_string(), query]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        json_lines(&out)
+            .iter()
+            .map(|hit| hit["path"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// The CLI's nearest label for an image.
+    fn cli_nearest_text(&self, image: &str) -> String {
+        let out = self.sb.run(
+            SHAPES,
+            &["query", "--json", "--texts", "-k", "1", "--image", image],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        json_lines(&out)[0]["text"].as_str().unwrap().to_owned()
+    }
+
+    /// The shapes-world scene of an indexed path.
+    fn item(&self, path: &str) -> &xsearch_shapes::Item {
+        self.items
+            .iter()
+            .find(|item| self.photos.join(&item.file).to_str() == Some(path))
+            .unwrap_or_else(|| panic!("{path} is not one of the library's photos"))
+    }
+}
+
+/// An API hit's id, as the page's `data-id` spells it.
+fn id_of(hit: &Value) -> String {
+    match &hit["id"] {
+        Value::String(id) => id.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Percent-encodes a query-string value (`encodeURIComponent`'s set).
+fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'!' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The `data-id`s of the results shown, in order.
+fn result_ids(browser: &Browser) -> Vec<String> {
+    let ids = browser.execute(
+        "return [...document.querySelectorAll('#results a.result')].map(a => a.dataset.id);",
+        &[],
+    );
+    serde_json::from_value(ids).unwrap()
+}
+
+/// Waits for results other than `before` (a new search's) and returns their ids.
+fn wait_for_new_results(browser: &Browser, before: &[String]) -> Vec<String> {
+    browser.wait_for("search results", WAIT, || {
+        let ids = result_ids(browser);
+        (!ids.is_empty() && ids != before).then_some(ids)
+    })
+}
+
+/// A parameter of the page's address (`q`, `like`), decoded.
+fn url_param(browser: &Browser, name: &str) -> Option<String> {
+    browser
+        .execute(
+            "return new URL(location.href).searchParams.get(arguments[0]);",
+            &[json!(name)],
+        )
+        .as_str()
+        .map(str::to_owned)
+}
+
+/// Waits until every result's thumbnail has loaded (`naturalWidth > 0`), scrolling each into
+/// view so that lazy loading fetches it, then back to the top; panics naming those that did
+/// not load.
+fn wait_for_thumbnails(browser: &Browser, url: &str) {
+    let pending = "return [...document.querySelectorAll('#results a.result img')]
+        .filter(img => { img.scrollIntoView({block: 'nearest'}); return !(img.complete && img.naturalWidth > 0); })
+        .map(img => img.currentSrc || img.src);";
+    browser.wait_for("every thumbnail to load", WAIT, || {
+        let pending = browser.execute(pending, &[]);
+        pending.as_array().unwrap().is_empty().then_some(())
+    });
+    browser.execute("window.scrollTo(0, 0);", &[]);
+    // Each thumbnail comes from the API's thumbnail route for its own result.
+    let thumbnails = browser.execute(
+        "return [...document.querySelectorAll('#results a.result')]
+            .map(a => [a.dataset.id, a.querySelector('img').src]);",
+        &[],
+    );
+    for pair in thumbnails.as_array().unwrap() {
+        let id = pair[0].as_str().unwrap();
+        assert_eq!(pair[1], format!("{url}api/thumbnail/{id}"), "{pair}");
+    }
+}
+
+/// Every address the page fetched (the document and its resources) is the server's own: no
+/// CDN, no web font, nothing beyond loopback.
+fn assert_nothing_left_loopback(browser: &Browser) {
+    let foreign = browser.execute(
+        "return performance.getEntriesByType('navigation')
+            .concat(performance.getEntriesByType('resource'))
+            .map(e => e.name)
+            .filter(name => !name.startsWith('data:') && new URL(name).origin !== location.origin);",
+        &[],
+    );
+    assert_eq!(foreign, json!([]), "requests beyond the server");
+    assert!(browser.url().starts_with("http://127.0.0.1:"));
+}
+
+/// The PNG of the results grid for the README: `$XSEARCH_SCREENSHOT_DIR/serve.png`, else
+/// under the target directory.
+fn save_screenshot(png: &[u8]) {
+    let dir = std::env::var_os("XSEARCH_SCREENSHOT_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("serve.png"), png).unwrap();
+}
+
+#[test]
+fn a_typed_query_shows_the_engines_ranking_and_every_thumbnail() {
+    let Some((gallery, browser, _turn)) = open(DESKTOP) else {
+        return;
+    };
+    let url = &gallery.server.url;
+    browser.goto(url);
+    let q = browser.find("form#search input#q");
+    assert_eq!(q.attribute("type").as_deref(), Some("search"));
+    q.send_keys(QUERY);
+    q.send_keys(key::ENTER);
+
+    let ids = wait_for_new_results(&browser, &[]);
+    assert_eq!(url_param(&browser, "q").as_deref(), Some(QUERY));
+    // The page shows the API's ranking, and the API the engine's, as the CLI prints it.
+    let api = gallery.api_search(&[("q", QUERY), ("k", &ids.len().to_string())]);
+    assert_eq!(ids, api.iter().map(id_of).collect::<Vec<_>>());
+    let paths: Vec<&str> = api
+        .iter()
+        .map(|hit| hit["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, gallery.cli_query(QUERY, ids.len()));
+    let top = &gallery.item(paths[0]).scene;
+    assert_eq!((top.colour.name(), top.shape.name()), ("red", "circle"));
+    // Each result shows its score.
+    let scores: Vec<String> = browser
+        .find_all("#results a.result .score")
+        .iter()
+        .map(|score| score.text())
+        .collect();
+    assert_eq!(scores.len(), ids.len());
+    for (shown, hit) in scores.iter().zip(&api) {
+        let score = hit["score"].as_f64().unwrap();
+        let value: f64 = shown
+            .trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("score {shown:?}: {e}"));
+        assert!((value - score).abs() < 0.005, "{shown} for {score}");
+    }
+    wait_for_thumbnails(&browser, url);
+    save_screenshot(&browser.screenshot());
+    assert_nothing_left_loopback(&browser);
+
+    // The address is a bookmark: loading it again runs the same search.
+    let bookmark = browser.url();
+    browser.goto(url);
+    browser.goto(&bookmark);
+    assert_eq!(wait_for_new_results(&browser, &[]), ids);
+    assert_eq!(browser.find("#q").property("value"), QUERY);
+    assert_nothing_left_loopback(&browser);
+}
+
+#[test]
+fn a_result_opens_with_its_path_and_more_like_this_ranks_it_first() {
+    let Some((gallery, browser, _turn)) = open(DESKTOP) else {
+        return;
+    };
+    let url = &gallery.server.url;
+    let paths = gallery.paths_by_id();
+    browser.goto(&gallery.page(&[("q", QUERY)]));
+    let ids = wait_for_new_results(&browser, &[]);
+    // Not the top result: "more like this" must bring the opened image up to first place.
+    let (pick, id) = (3, ids[3].clone());
+    let path = &paths[&id];
+
+    let open_viewer = || {
+        browser.find_all("#results a.result")[pick].click();
+        browser.wait_for("the viewer to open", WAIT, || {
+            browser.try_find("dialog#viewer[open]")
+        });
+    };
+    open_viewer();
+    assert_eq!(&browser.find("#viewer-path").text(), path);
+    assert_eq!(
+        browser.find("a#viewer-original").property("href"),
+        format!("{url}api/image/{id}")
+    );
+    browser.wait_for_script(
+        "the viewer's image to load",
+        WAIT,
+        "const img = document.querySelector('img#viewer-image');
+         return img.complete && img.naturalWidth > 0;",
+    );
+    let nearest = browser.wait_for("the viewer's nearest texts", WAIT, || {
+        browser
+            .find_all("ul#viewer-texts li")
+            .first()
+            .map(|li| li.text())
+    });
+    let expected = gallery.cli_nearest_text(path);
+    assert!(
+        nearest.contains(&expected),
+        "{nearest:?} should name {expected:?}"
+    );
+
+    browser.find("button#viewer-close").click();
+    browser.wait_for("the viewer to close", WAIT, || {
+        browser
+            .try_find("dialog#viewer[open]")
+            .is_none()
+            .then_some(())
+    });
+
+    open_viewer();
+    browser.find("button#more-like-this").click();
+    let similar = wait_for_new_results(&browser, &ids);
+    assert_eq!(url_param(&browser, "like").as_deref(), Some(id.as_str()));
+    assert_eq!(similar[0], id, "the opened image should rank first");
+    let api = gallery.api_search(&[("like", &id), ("k", &similar.len().to_string())]);
+    assert_eq!(similar, api.iter().map(id_of).collect::<Vec<_>>());
+    wait_for_thumbnails(&browser, url);
+    assert_nothing_left_loopback(&browser);
+}
+
+#[test]
+fn an_uploaded_photo_finds_itself_first() {
+    let Some((gallery, browser, _turn)) = open(DESKTOP) else {
+        return;
+    };
+    let paths = gallery.paths_by_id();
+    browser.goto(&gallery.server.url);
+    let photo = gallery.photos.join(&gallery.items[5].file);
+    let upload = browser.find("input#upload[type=file]");
+    upload.send_keys(photo.to_str().unwrap());
+    let ids = wait_for_new_results(&browser, &[]);
+    assert_eq!(paths[&ids[0]], photo.to_str().unwrap());
+    wait_for_thumbnails(&browser, &gallery.server.url);
+    assert_nothing_left_loopback(&browser);
+}
+
+#[test]
+fn the_slash_key_focuses_the_search_box() {
+    let Some((gallery, browser, _turn)) = open(DESKTOP) else {
+        return;
+    };
+    browser.goto(&gallery.server.url);
+    browser.execute("document.activeElement.blur();", &[]);
+    assert_eq!(
+        browser.execute("return document.activeElement.id;", &[]),
+        ""
+    );
+    browser.press("/");
+    browser.wait_for_script(
+        "#q to have the focus",
+        WAIT,
+        "return document.activeElement.id === 'q';",
+    );
+    // The key only moves the focus; it is not typed into the box.
+    assert_eq!(browser.find("#q").property("value"), "");
+}
+
+#[test]
+fn the_page_fits_a_phone_screen() {
+    let Some((gallery, browser, _turn)) = open(Screen::Phone {
+        width: 390,
+        height: 844,
+    }) else {
+        return;
+    };
+    browser.goto(&gallery.page(&[("q", QUERY)]));
+    wait_for_new_results(&browser, &[]);
+    wait_for_thumbnails(&browser, &gallery.server.url);
+    let fits = "return [innerWidth, document.documentElement.scrollWidth];";
+    // The layout is the phone's width (the page declares a device-width viewport), and
+    // nothing is wider than the screen.
+    assert_eq!(browser.execute(fits, &[]), json!([390, 390]));
+    browser.find_all("#results a.result")[0].click();
+    browser.wait_for("the viewer to open", WAIT, || {
+        browser.try_find("dialog#viewer[open]")
+    });
+    let viewer = browser.execute(
+        "const r = document.querySelector('dialog#viewer').getBoundingClientRect();
+         return r.left >= 0 && r.right <= innerWidth;",
+        &[],
+    );
+    assert_eq!(viewer, true, "the viewer should fit the screen");
+    assert_eq!(browser.execute(fits, &[]), json!([390, 390]));
+}
