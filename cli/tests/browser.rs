@@ -124,6 +124,21 @@ impl Gallery {
         }
     }
 
+    /// `GET /api/search` with parameters it refuses: its error message.
+    fn api_error(&self, query: &[(&str, &str)]) -> String {
+        let mut request = ureq::get(&format!("{}api/search", self.server.url));
+        for (name, value) in query {
+            request = request.query(name, value);
+        }
+        match request.call() {
+            Err(ureq::Error::Status(400..=499, response)) => {
+                let body: Value = serde_json::from_reader(response.into_reader()).unwrap();
+                body["error"].as_str().unwrap().to_owned()
+            }
+            other => panic!("/api/search {query:?} should be refused: {other:?}"),
+        }
+    }
+
     /// Every indexed image's path by its id, from the API.
     fn paths_by_id(&self) -> HashMap<String, String> {
         self.api_search(&[("q", QUERY), ("k", "1000")])
@@ -454,4 +469,60 @@ fn the_page_fits_a_phone_screen() {
         "the viewer spans {left}..{right} px, wider than the 390 px screen"
     );
     assert_eq!(browser.execute(fits, &[]), json!([390, 390]));
+}
+
+#[test]
+fn a_score_floor_keeps_only_the_results_above_it() {
+    let Some((gallery, browser, _turn)) = open(DESKTOP) else {
+        return;
+    };
+    browser.goto(&gallery.page(&[("q", QUERY)]));
+    let ids = wait_for_new_results(&browser, &[]);
+    let floor = "0.6";
+    let expected: Vec<String> = gallery
+        .api_search(&[("q", QUERY), ("k", "1000"), ("min_score", floor)])
+        .iter()
+        .map(id_of)
+        .collect();
+    assert!(
+        !expected.is_empty() && expected.len() < ids.len(),
+        "{expected:?}"
+    );
+    let input = browser.find("input#min-score");
+    input.send_keys(floor);
+    // Leaving the field commits the value.
+    input.send_keys(key::TAB);
+    assert_eq!(wait_for_new_results(&browser, &ids), expected);
+    assert_eq!(url_param(&browser, "q").as_deref(), Some(QUERY));
+    assert_eq!(url_param(&browser, "min_score").as_deref(), Some(floor));
+}
+
+#[test]
+fn the_status_view_counts_the_library_and_api_errors_are_shown() {
+    let Some((gallery, browser, _turn)) = open(DESKTOP) else {
+        return;
+    };
+    browser.goto(&gallery.server.url);
+    browser.find("a#status-link").click();
+    // The view opens and shows the library's image count.
+    browser.wait_for_script(
+        "the status view with the image count",
+        WAIT,
+        &format!(
+            "const view = document.querySelector('#status');
+             return view.checkVisibility() && view.innerText.split(/\\s+/).includes('{PHOTOS}');"
+        ),
+    );
+
+    // A search the API refuses shows the API's own message.
+    let expected = gallery.api_error(&[("like", "not-an-id")]);
+    browser.goto(&gallery.page(&[("like", "not-an-id")]));
+    let shown = browser.wait_for_script(
+        "the error",
+        WAIT,
+        "const error = document.querySelector('#error');
+         return error.checkVisibility() && error.textContent;",
+    );
+    assert_eq!(shown, expected.as_str());
+    assert!(result_ids(&browser).is_empty());
 }

@@ -20,6 +20,7 @@ const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 /// Keys from the WebDriver key table, for [`Element::send_keys`] and [`Browser::press`].
 pub mod key {
     pub const ENTER: &str = "\u{E007}";
+    pub const TAB: &str = "\u{E004}";
 }
 
 /// The programs a session needs, found on the PATH.
