@@ -45,21 +45,20 @@ impl Server {
         let url = loop {
             match url.recv_timeout(Duration::from_millis(100)) {
                 Ok(url) => break url,
-                Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {
-                    if let Some(status) = child.try_wait().unwrap() {
-                        // Let the reader catch the last lines.
-                        std::thread::sleep(Duration::from_millis(200));
-                        panic!(
-                            "xsearch serve exited ({status}) before listening:\n{}",
-                            log.lock().unwrap()
-                        );
-                    }
-                }
-                Err(_) => {
+                Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {}
+                Err(mpsc::RecvTimeoutError::Timeout) => {
                     let _ = child.kill();
                     let _ = child.wait();
                     panic!(
                         "xsearch serve printed no `listening on` line in 60 s:\n{}",
+                        log.lock().unwrap()
+                    );
+                }
+                // Its stderr closed: it exited, and the reader has logged every line.
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = child.wait().unwrap();
+                    panic!(
+                        "xsearch serve exited ({status}) before listening:\n{}",
                         log.lock().unwrap()
                     );
                 }
