@@ -17,7 +17,7 @@ mod webdriver;
 mod common;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -403,7 +403,7 @@ fn a_result_opens_with_its_path_and_more_like_this_ranks_it_first() {
 }
 
 #[test]
-fn an_uploaded_photo_finds_itself_first() {
+fn an_uploaded_or_dropped_photo_finds_itself_first() {
     let Some((gallery, browser, _turn)) = open(DESKTOP) else {
         return;
     };
@@ -415,6 +415,32 @@ fn an_uploaded_photo_finds_itself_first() {
     let ids = wait_for_new_results(&browser, &[]);
     assert_eq!(paths[&ids[0]], photo.to_str().unwrap());
     wait_for_thumbnails(&browser, &gallery.server.url);
+
+    // Dropped on the page: WebDriver cannot drag a file from the desktop, so the page gets the
+    // events a browser sends for one, carrying another photo's bytes (its original, fetched).
+    let dropped = gallery.photos.join(&gallery.items[9].file);
+    let dropped_id = paths
+        .iter()
+        .find(|(_, path)| Path::new(path) == dropped)
+        .map(|(id, _)| id.clone())
+        .unwrap();
+    browser.execute(
+        "const [url, name] = arguments;
+         fetch(url).then(r => r.blob()).then(blob => {
+           const data = new DataTransfer();
+           data.items.add(new File([blob], name, { type: blob.type }));
+           for (const type of ['dragenter', 'dragover', 'drop']) {
+             document.body.dispatchEvent(
+               new DragEvent(type, { bubbles: true, cancelable: true, dataTransfer: data }));
+           }
+         });",
+        &[
+            json!(format!("{}api/image/{dropped_id}", gallery.server.url)),
+            json!(gallery.items[9].file),
+        ],
+    );
+    let ids = wait_for_new_results(&browser, &ids);
+    assert_eq!(ids[0], dropped_id);
     assert_nothing_left_loopback(&browser);
 }
 
