@@ -5,7 +5,7 @@ use std::sync::atomic::AtomicBool;
 
 use image::DynamicImage;
 use xsearch_index::{
-    Entry, Hit, Id, IdFilter, ImageMeta, Index, IndexError, IndexSpec, KeyFilter, OpenReport, Pair,
+    Entry, Hit, Id, IdFilter, IdSet, ImageMeta, Index, IndexError, IndexSpec, OpenReport, Pair,
     Reader, Taken,
 };
 
@@ -16,6 +16,7 @@ use crate::ingest::watch::{watch, WatchObserver, WatchOptions};
 use crate::keys::key_path;
 use crate::latest::Latest;
 use crate::model::hub::{DownloadProgress, DEFAULT_REPO};
+use crate::search::ImageFilter;
 use crate::tag::LabelScore;
 use crate::{Clip, DupGroup, DupesOptions, Embedding, Error, ImageId, Query, SearchOptions};
 
@@ -300,19 +301,19 @@ impl Engine {
         )
     }
 
-    /// The images closest to `query`, best first, as many and as filtered as `options` say.
+    /// The images closest to `query`, best first, as many and as filtered as `options` say:
+    /// the filters are one set of ids the index checks as it walks its graphs; the score
+    /// floor and the order apply to the hits found.
     pub fn search(&self, query: &Query, options: &SearchOptions) -> Result<Vec<ImageHit>, Error> {
         let index = self.index()?;
         let vector = self.embed_query(query)?;
-        let filter = options.image_filter();
-        let accept = |key: &[u8]| {
-            filter
-                .as_ref()
-                .is_some_and(|filter| filter.accepts(&key_path(key)))
+        let ids = match options.image_filter() {
+            Some(filter) => index.image_ids(&filter)?,
+            None => None,
         };
-        let key_filter: Option<KeyFilter<'_>> = filter.is_some().then_some(&accept);
-        let hits = index.search(Collection::Images, &vector, options.k, key_filter)?;
-        hits.into_iter()
+        let hits = index.search(Collection::Images, &vector, options.k, ids.as_ref())?;
+        let hits = hits
+            .into_iter()
             .map(|hit| {
                 Ok(ImageHit {
                     id: ImageId(hit.id),
@@ -321,7 +322,8 @@ impl Engine {
                     taken: index.meta_of(hit.id)?.and_then(|meta| meta.taken),
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>, Error>>()?;
+        Ok(options.finish(hits, |hit| hit.score, |hit| hit.taken))
     }
 
     /// What the indexed image `id` (as [`ImageHit::id`] gives it) says about itself: capture time,
@@ -638,7 +640,7 @@ impl Store {
         collection: Collection,
         vector: &[f32],
         k: usize,
-        filter: Option<KeyFilter<'_>>,
+        filter: Option<&IdSet>,
     ) -> Result<Vec<Hit>, IndexError> {
         match (self, collection) {
             (Store::Write(index), Collection::Images) => index.images().search(vector, k, filter),
@@ -657,6 +659,29 @@ impl Store {
             Store::Write(index) => index.images().meta_of(id),
             Store::Read(latest) => Ok(latest.get().images().meta_of(id).cloned()),
         }
+    }
+
+    /// The ids of the images `filter` accepts (`None`: all): a range of the sorted keys for
+    /// the folder, one pass over the in-memory metadata table for the time and the camera.
+    fn image_ids(&self, filter: &ImageFilter) -> Result<Option<IdSet>, IndexError> {
+        let by_folder = match (self, filter.key_prefix()) {
+            (_, None) => None,
+            (Store::Write(index), Some(prefix)) => Some(index.images().ids_with_prefix(prefix)?),
+            (Store::Read(latest), Some(prefix)) => {
+                Some(latest.get().images().ids_with_prefix(prefix))
+            }
+        };
+        let by_meta = filter.needs_meta().then(|| match self {
+            Store::Write(index) => filter.select(&index.images().meta_table()),
+            Store::Read(latest) => filter.select(latest.get().images().meta_table()),
+        });
+        Ok(match (by_folder, by_meta) {
+            (Some(mut ids), Some(by_meta)) => {
+                ids.intersect(&by_meta);
+                Some(ids)
+            }
+            (ids, None) | (None, ids) => ids,
+        })
     }
 
     fn len(&self, collection: Collection) -> usize {

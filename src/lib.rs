@@ -62,7 +62,7 @@ pub use ingest::watch::{Pass, WatchEvent, WatchObserver, WatchOptions};
 pub use model::hub::DownloadProgress;
 pub use model::Error as ModelError;
 pub use query::{ParseError, Query, Term};
-pub use search::SearchOptions;
+pub use search::{SearchOptions, Sort};
 pub use tag::{tag, LabelScore};
 pub use taken::format_taken;
 /// The index's format version, and what opening it found (a conversion, repairs).

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::date::DateArg;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "xsearch",
@@ -149,7 +151,11 @@ xsearch query sunset over sea\n  \
 xsearch query --image ./beach.jpg\n  \
 xsearch query '2:beach + ./photo.jpg - people'\n  \
 xsearch query --image photo.jpg --texts      (best captions for a photo)\n  \
-xsearch query -k 20 --in ~/Pictures/2024 dog\n\n\
+xsearch query -k 20 --in ~/Pictures/2024 dog\n  \
+xsearch query --after 2021-06-01 --before 2021-09-01 --sort date beach\n  \
+xsearch query --camera iphone --min-score 0.25 'birthday cake'\n\n\
+Dates without a zone are local time (TZ); --after is inclusive, --before exclusive. An image \
+without a capture date in its metadata is dated by its file's modification time.\n\n\
 Exit status: 0 when results were printed, 1 when nothing was found, 2 on error.";
 
 #[derive(Debug, Args)]
@@ -173,6 +179,27 @@ pub struct QueryArgs {
     /// Only images under this folder.
     #[arg(long = "in", value_name = "DIR")]
     pub within: Option<PathBuf>,
+
+    /// Only images taken on or after DATE: 2021-07-01 (local midnight), 2021-07-01T18:00
+    /// (local time) or with a zone, 2021-07-01T18:00Z or 2021-07-01T18:00+02:00.
+    #[arg(long, value_name = "DATE", value_parser = crate::date::parse)]
+    pub after: Option<DateArg>,
+
+    /// Only images taken before DATE (same forms as --after).
+    #[arg(long, value_name = "DATE", value_parser = crate::date::parse)]
+    pub before: Option<DateArg>,
+
+    /// Only images whose camera ("Make Model") contains TEXT, ignoring case.
+    #[arg(long, value_name = "TEXT")]
+    pub camera: Option<String>,
+
+    /// Only results scoring at least S (cosine similarity, from -1 to 1).
+    #[arg(long, value_name = "S", allow_negative_numbers = true, value_parser = parse_score)]
+    pub min_score: Option<f32>,
+
+    /// Order of the results: by score, or the best by score shown newest first.
+    #[arg(long, value_enum, default_value_t = SortArg::Score, value_name = "ORDER")]
+    pub sort: SortArg,
 
     /// Show thumbnails of the hits in the terminal (kitty, iTerm2, sixel, or coloured blocks;
     /// XSEARCH_PREVIEW=kitty|iterm2|sixel|blocks overrides the detection).
@@ -236,6 +263,22 @@ fn positive_seconds(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(secs) if secs > 0.0 && secs <= 3600.0 => Ok(secs),
         _ => Err("give a number of seconds above 0 and at most 3600".into()),
+    }
+}
+
+/// `--sort`: `score` or `date`. No doc comments on the variants: clap would turn them into a
+/// long-form help page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SortArg {
+    Score,
+    Date,
+}
+
+/// `--min-score`: a finite number from -1 to 1.
+fn parse_score(text: &str) -> Result<f32, String> {
+    match text.parse::<f32>() {
+        Ok(score) if (-1.0..=1.0).contains(&score) => Ok(score),
+        _ => Err("expected a score from -1 to 1, e.g. 0.25".to_owned()),
     }
 }
 

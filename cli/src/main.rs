@@ -3,6 +3,7 @@
 
 mod args;
 mod commands;
+mod date;
 mod hint;
 mod output;
 mod preview;

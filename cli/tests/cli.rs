@@ -1322,3 +1322,214 @@ fn dupes_reads_while_a_writer_holds_the_index() {
     assert_eq!(written[0].kind, xsearch::DupKind::Near);
     assert_eq!(written[1].kind, xsearch::DupKind::Exact);
 }
+
+/// Sets a file's modification time: the capture time of an image without EXIF.
+fn set_mtime(path: &Path, unix: i64) {
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix as u64);
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(time)
+        .unwrap();
+}
+
+/// `xsearch query --json` with `TZ` set (and `-k 100` unless `args` has a `-k`): the hits as
+/// `folder/file`, in order, their scores, the exit code and stderr.
+fn filtered(sb: &Sandbox, tz: &str, args: &[&str]) -> (Vec<String>, Vec<f64>, Option<i32>, String) {
+    let out = sb
+        .command(SHAPES)
+        .env("TZ", tz)
+        .args(["query", "--json"])
+        .args(if args.contains(&"-k") {
+            &[][..]
+        } else {
+            &["-k", "100"]
+        })
+        .args(args)
+        .output()
+        .unwrap();
+    let hits = json_lines(&out);
+    let names = hits
+        .iter()
+        .map(|hit| {
+            let path = Path::new(hit["path"].as_str().unwrap());
+            let folder = path
+                .parent()
+                .unwrap()
+                .file_name()
+                .unwrap()
+                .to_string_lossy();
+            format!("{folder}/{}", path.file_name().unwrap().to_string_lossy())
+        })
+        .collect();
+    let scores = hits
+        .iter()
+        .map(|hit| hit["score"].as_f64().unwrap())
+        .collect();
+    (names, scores, out.status.code(), stderr(&out))
+}
+
+fn sorted(mut names: Vec<String>) -> Vec<String> {
+    names.sort();
+    names
+}
+
+// POSIX TZ rules: the tests need no time zone database.
+const UTC: &str = "UTC0";
+const PARIS: &str = "CET-1CEST,M3.5.0,M10.5.0/3";
+const NEW_YORK: &str = "EST5EDT,M3.2.0,M11.1.0";
+/// 2021-07-01T00:00:00Z.
+const JULY_1: i64 = 1_625_097_600;
+
+#[test]
+fn date_filters_read_local_midnight_in_the_zone_and_files_without_exif_use_their_mtime() {
+    let sb = Sandbox::new();
+    let (a, items_a) = sb.photos("photos/a", 6, 31);
+    let (b, items_b) = sb.photos("photos/b", 6, 32);
+    // Three images on either side of midnight UTC, the rest a year earlier.
+    let dated = [
+        ("a", &a, &items_a[0].file, JULY_1 - 1_800), // 06-30 23:30Z
+        ("a", &a, &items_a[1].file, JULY_1),         // 07-01 00:00Z
+        ("b", &b, &items_b[0].file, JULY_1 + 1_800), // 07-01 00:30Z
+        ("b", &b, &items_b[1].file, JULY_1 + 81_000), // 07-01 22:30Z
+    ];
+    for (dir, items) in [(&a, &items_a), (&b, &items_b)] {
+        for item in items.iter() {
+            set_mtime(&dir.join(&item.file), JULY_1 - 365 * 86_400);
+        }
+    }
+    for (_, dir, file, unix) in dated {
+        set_mtime(&dir.join(file), unix);
+    }
+    let name = |i: usize| format!("{}/{}", dated[i].0, dated[i].2);
+    let out = sb.run(SHAPES, &["index", a.parent().unwrap().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let day = ["--after", "2021-07-01", "--before", "2021-07-02", "shape"];
+    // UTC: the day starts at 00:00Z, inclusive.
+    let (names, _, code, _) = filtered(&sb, UTC, &day);
+    assert_eq!(code, Some(0));
+    assert_eq!(sorted(names), sorted(vec![name(1), name(2), name(3)]));
+    // Paris (UTC+2 in July): the day is 06-30 22:00Z to 07-01 22:00Z.
+    let (names, _, _, _) = filtered(&sb, PARIS, &day);
+    assert_eq!(sorted(names), sorted(vec![name(0), name(1), name(2)]));
+    // New York (UTC-4): 07-01 04:00Z to 07-02 04:00Z.
+    let (names, _, _, _) = filtered(&sb, NEW_YORK, &day);
+    assert_eq!(names, vec![name(3)]);
+    // A zone in the argument wins over TZ; --before is exclusive, --after inclusive.
+    let (names, _, _, _) = filtered(
+        &sb,
+        NEW_YORK,
+        &[
+            "--after",
+            "2021-07-01T02:00+02:00",
+            "--before",
+            "2021-07-01T00:30Z",
+            "x",
+        ],
+    );
+    assert_eq!(names, vec![name(1)]);
+    // A date-time without a zone is local: 02:30 in Paris is 00:30Z.
+    let (names, _, _, _) = filtered(&sb, PARIS, &["--after", "2021-07-01T02:30", "x"]);
+    assert_eq!(sorted(names), sorted(vec![name(2), name(3)]));
+
+    // Combined with the folder: only b's images of the day, newest first with --sort date.
+    let in_b = ["--in", b.to_str().unwrap(), "--sort", "date"];
+    let (names, _, _, _) = filtered(&sb, UTC, &[&day[..4], &in_b[..], &["shape"]].concat());
+    assert_eq!(names, vec![name(3), name(2)]);
+
+    // Nothing in range: exit 1, and stderr names the filters.
+    let (names, _, code, err) = filtered(
+        &sb,
+        UTC,
+        &["--in", b.to_str().unwrap(), "--before", "2020-01-01", "x"],
+    );
+    assert!(names.is_empty());
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        err,
+        format!(
+            "xsearch: no image passes --in {} --before 2020-01-01\n\nTo see more, loosen or drop \
+             some of them.\n",
+            b.display()
+        )
+    );
+}
+
+#[test]
+fn sort_by_date_orders_the_best_by_score_newest_first() {
+    let sb = Sandbox::new();
+    let (photos, items) = sb.photos("photos", 24, 77);
+    for (i, item) in items.iter().enumerate() {
+        // Dates unrelated to the ranking: a permutation of 24 days.
+        set_mtime(
+            &photos.join(&item.file),
+            JULY_1 + ((i * 7) % 24) as i64 * 86_400,
+        );
+    }
+    let out = sb.run(SHAPES, &["index", photos.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (by_score, _, _, _) = filtered(&sb, UTC, &["-k", "8", "a red circle"]);
+    let (by_date, _, _, _) = filtered(&sb, UTC, &["-k", "8", "--sort", "date", "a red circle"]);
+    let mtime = |name: &String| {
+        let file = name.split_once('/').unwrap().1;
+        std::fs::metadata(photos.join(file))
+            .unwrap()
+            .modified()
+            .unwrap()
+    };
+    let mut expected = by_score.clone();
+    expected.sort_by_key(|name| std::cmp::Reverse(mtime(name)));
+    assert_eq!(by_score.len(), 8);
+    assert_eq!(by_date, expected);
+    assert_ne!(
+        by_date, by_score,
+        "the dates were chosen to reorder the hits"
+    );
+}
+
+#[test]
+fn the_score_floor_drops_weak_hits_and_camera_needs_a_known_camera() {
+    let sb = Sandbox::new();
+    let (photos, _) = sb.photos("photos", 24, 5);
+    let out = sb.run(SHAPES, &["index", photos.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (all, scores, _, _) = filtered(&sb, UTC, &["a green triangle"]);
+    assert_eq!(all.len(), 24);
+    // A floor halfway between the 5th and the 6th score keeps exactly the first five.
+    let floor = format!("{}", (scores[4] + scores[5]) / 2.0);
+    assert!(scores[4] > scores[5], "{scores:?}");
+    let (kept, kept_scores, code, _) =
+        filtered(&sb, UTC, &["--min-score", &floor, "a green triangle"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(kept, all[..5]);
+    assert_eq!(kept_scores, scores[..5]);
+    // Above every hit: nothing, exit 1, the hint names the floor.
+    let (none, _, code, err) = filtered(&sb, UTC, &["--min-score", "0.99", "a green triangle"]);
+    assert!(none.is_empty());
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        err,
+        "xsearch: no image passes --min-score 0.99\n\nTo see more, loosen or drop it.\n"
+    );
+    // These images carry no camera in their metadata, so no camera matches them.
+    let (none, _, code, err) = filtered(&sb, UTC, &["--camera", "iphone", "a green triangle"]);
+    assert!(none.is_empty());
+    assert_eq!(code, Some(1));
+    assert!(
+        err.starts_with("xsearch: no image passes --camera iphone\n"),
+        "{err}"
+    );
+    // Bad values are usage errors naming the flag, with an example.
+    for (args, needle) in [
+        (vec!["--after", "2021-13-01"], "invalid value '2021-13-01' for '--after <DATE>': expected an ISO 8601 date or date-time, e.g. 2021-07-01"),
+        (vec!["--before", "yesterday"], "for '--before <DATE>'"),
+        (vec!["--min-score", "2"], "invalid value '2' for '--min-score <S>': expected a score from -1 to 1"),
+        (vec!["--sort", "name"], "invalid value 'name' for '--sort <ORDER>'"),
+    ] {
+        let out = sb.run(SHAPES, &[&["query"], &args[..], &["x"]].concat());
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(stderr(&out).contains(needle), "{args:?}: {}", stderr(&out));
+    }
+}

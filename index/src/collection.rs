@@ -8,9 +8,10 @@ use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
 use sled::{Db, Tree};
 
 use crate::exact::{score_chunk, Scored, TopK, CHUNK};
+use crate::filter::Admit;
 use crate::graphs::{GraphConfig, Graphs};
+use crate::ids::IdSet;
 use crate::kernels::dot_le;
-use crate::live::LiveSet;
 use crate::meta_table::MetaTable;
 use crate::pairs;
 use crate::search::{self, check_vector, Searchable};
@@ -18,8 +19,8 @@ use crate::store::keys::Names;
 use crate::store::Store;
 use crate::sync::{lock, read, write};
 use crate::types::{
-    CollectionStats, Entry, GraphStatus, Hit, HnswParams, IdFilter, ImageMeta, IndexOptions,
-    KeyFilter, Pair, Record,
+    CollectionStats, Entry, GraphStatus, Hit, HnswParams, IdFilter, ImageMeta, IndexOptions, Pair,
+    Record,
 };
 use crate::view::CollectionHeader;
 use crate::{Id, IndexError};
@@ -44,7 +45,7 @@ pub struct Collection {
     dim: usize,
     options: IndexOptions,
     store: Store,
-    live: RwLock<LiveSet>,
+    live: RwLock<IdSet>,
     /// Always changed after `live` and in the same write, so a search that reads `live` then
     /// the table sees one moment.
     table: RwLock<MetaTable>,
@@ -60,7 +61,7 @@ impl Collection {
         names: Names,
     ) -> Result<(Collection, GraphStatus, bool), IndexError> {
         let store = Store::open(ctx.db, ctx.meta, ctx.path, ctx.dim, names)?;
-        let mut live = LiveSet::default();
+        let mut live = IdSet::default();
         for id in store.live_ids() {
             live.insert(id?);
         }
@@ -231,31 +232,26 @@ impl Collection {
     /// The `k` records most similar to `query` (by dot product), best first; ties rank by id.
     ///
     /// Collections of at most [`IndexOptions::exact_threshold`] records are searched exactly,
-    /// larger ones through their HNSW graphs (approximate). With a `filter`, only accepted keys
-    /// are returned; when the graphs cannot find `k` of them the search falls back to exact.
+    /// larger ones through their HNSW graphs (approximate). With a `filter`, only records
+    /// whose id it holds answer (fewer than `k` when fewer pass): it is checked as the graphs
+    /// are walked, and a graph that few records of the filter are in is scanned instead
+    /// ([`IndexOptions::filter_scan_factor`]).
     pub fn search(
         &self,
         query: &[f32],
         k: usize,
-        filter: Option<KeyFilter<'_>>,
+        filter: Option<&IdSet>,
     ) -> Result<Vec<Hit>, IndexError> {
-        search::search(
-            self,
-            self.options.exact_threshold,
-            self.options.ef_search,
-            query,
-            k,
-            filter,
-        )
+        search::search(self, self.options.into(), query, k, filter)
     }
 
-    /// The exact `k` best records for `query`: a scan of every stored vector, scored in
-    /// parallel. Ranking: higher dot product first, then lower id.
+    /// The exact `k` best records for `query` (whose id `filter` holds): a scan of the stored
+    /// vectors, scored in parallel. Ranking: higher dot product first, then lower id.
     pub fn exact_search(
         &self,
         query: &[f32],
         k: usize,
-        filter: Option<KeyFilter<'_>>,
+        filter: Option<&IdSet>,
     ) -> Result<Vec<Hit>, IndexError> {
         search::exact_search(self, query, k, filter)
     }
@@ -264,13 +260,7 @@ impl Collection {
     /// (records with an equal vector, copies of one file, are kept). Empty when `id` is not
     /// live. Searched as [`Collection::search`] searches.
     pub fn neighbours(&self, id: Id, k: usize) -> Result<Vec<Hit>, IndexError> {
-        pairs::neighbours(
-            self,
-            self.options.exact_threshold,
-            self.options.ef_search,
-            id,
-            k,
-        )
+        pairs::neighbours(self, self.options.into(), id, k)
     }
 
     /// Every pair of live records, among those `accept` accepts, whose vectors' dot product
@@ -287,6 +277,28 @@ impl Collection {
         accept: Option<IdFilter<'_>>,
     ) -> Result<Vec<Pair>, IndexError> {
         pairs::similar_pairs(self, self.options.exact_threshold, min_score, accept)
+    }
+
+    /// The ids of the live records whose key starts with `prefix`, for a search's filter (a
+    /// range of the store's sorted keys).
+    pub fn ids_with_prefix(&self, prefix: &[u8]) -> Result<IdSet, IndexError> {
+        self.store.ids_with_prefix(prefix)
+    }
+
+    /// The ids of the live records `accept` accepts, for a search's filter: one pass over the
+    /// records, once per search, never per candidate.
+    pub fn ids_where(
+        &self,
+        mut accept: impl FnMut(&[u8], &Record) -> bool,
+    ) -> Result<IdSet, IndexError> {
+        let mut ids = IdSet::new();
+        for item in self.store.iter_prefix(&[]) {
+            let (key, record) = item?;
+            if accept(&key, &record) {
+                ids.insert(record.id);
+            }
+        }
+        Ok(ids)
     }
 
     /// Counts for `xsearch status`.
@@ -346,16 +358,23 @@ impl Searchable for Collection {
         self.len()
     }
 
-    fn graph_points(&self) -> usize {
-        self.graphs.points()
+    fn admitted_count(&self, filter: &IdSet) -> usize {
+        read(&self.live).intersection_len(filter)
     }
 
-    fn graph_candidates(&self, query: &[f32], fetch: usize, ef: usize) -> Vec<Scored> {
-        let found = self.graphs.search(query, fetch, ef);
+    fn graph_candidates(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        filter: Option<&IdSet>,
+        scan_below: usize,
+    ) -> Vec<Scored> {
         let live = read(&self.live);
-        found
+        let admit = Admit::new(&live, filter, scan_below);
+        self.graphs
+            .search(query, k, ef, &admit)
             .into_iter()
-            .filter(|&(id, _)| live.contains(id))
             .map(|(id, score)| Scored { id, score })
             .collect()
     }
@@ -372,27 +391,41 @@ impl Searchable for Collection {
         self.store.vector(id)
     }
 
-    /// A scan of the store's vectors, in chunks scored in parallel.
+    /// A scan of the store's vectors, in chunks scored in parallel; with a filter, only the
+    /// vectors of its live ids are read.
     fn exact_top(
         &self,
         query: &[f32],
         k: usize,
-        filter: Option<KeyFilter<'_>>,
+        filter: Option<&IdSet>,
     ) -> Result<Vec<Scored>, IndexError> {
         let mut top = TopK::new(k);
         let mut chunk = Vec::with_capacity(CHUNK);
         let score = |bytes: &sled::IVec| dot_le(query, bytes);
-        for item in self.store.vectors() {
-            let (id, bytes) = item?;
-            if let Some(accept) = filter {
-                if !self.store.key_of(id)?.is_some_and(|key| accept(&key)) {
-                    continue;
-                }
-            }
+        let mut offer = |id, bytes| {
             chunk.push((id, bytes));
             if chunk.len() == CHUNK {
                 score_chunk(&chunk, score, &mut top);
                 chunk.clear();
+            }
+        };
+        match filter {
+            None => {
+                for item in self.store.vectors() {
+                    let (id, bytes) = item?;
+                    offer(id, bytes);
+                }
+            }
+            Some(filter) => {
+                let admitted: Vec<Id> = {
+                    let live = read(&self.live);
+                    filter.iter().filter(|&id| live.contains(id)).collect()
+                };
+                for id in admitted {
+                    if let Some(bytes) = self.store.vector_bytes(id)? {
+                        offer(id, bytes);
+                    }
+                }
             }
         }
         score_chunk(&chunk, score, &mut top);

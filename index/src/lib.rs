@@ -71,10 +71,11 @@ mod checksum;
 mod collection;
 mod error;
 mod exact;
+mod filter;
 mod graphs;
+mod ids;
 mod index;
 mod kernels;
-mod live;
 mod meta_table;
 mod pairs;
 mod reader;
@@ -88,13 +89,14 @@ mod view;
 pub use collection::Collection;
 pub use error::IndexError;
 pub use graphs::tail::ClampedDot;
+pub use ids::IdSet;
 pub use index::Index;
 pub use meta_table::{CameraId, MetaFields, MetaTable};
 pub use reader::{inspect, ReadCollection, Reader};
 pub use types::{
     CollectionStats, Entry, Failure, FileStamp, GraphStatus, Hit, HnswParams, Id, IdFilter,
-    ImageMeta, IndexInfo, IndexOptions, IndexSpec, IndexStats, KeyFilter, OpenReport, Pair, Record,
-    Taken, TakenSource,
+    ImageMeta, IndexInfo, IndexOptions, IndexSpec, IndexStats, OpenReport, Pair, Record, Taken,
+    TakenSource,
 };
 
 /// The on-disk format this build writes. It also reads format 1, converting it on open.

@@ -11,7 +11,7 @@ use rayon::prelude::*;
 
 use crate::exact::CHUNK;
 use crate::kernels::dot;
-use crate::search::{self, Searchable};
+use crate::search::{self, Searchable, Tuning};
 use crate::types::{Hit, IdFilter, Pair};
 use crate::{Id, IndexError};
 
@@ -88,7 +88,7 @@ fn graph_pairs(
             .flat_map_iter(|(id, vector)| {
                 let id = *id;
                 source
-                    .graph_candidates(vector, fetch, ef)
+                    .graph_candidates(vector, fetch, ef, None, 0)
                     .into_iter()
                     .filter(move |s| {
                         s.id != id
@@ -119,8 +119,7 @@ fn stored(source: &impl Searchable, ids: &[Id]) -> Result<Vec<(Id, Vec<f32>)>, I
 /// (see [`Collection::neighbours`](crate::Collection::neighbours)).
 pub(crate) fn neighbours(
     source: &impl Searchable,
-    exact_threshold: usize,
-    ef_search: usize,
+    tuning: Tuning,
     id: Id,
     k: usize,
 ) -> Result<Vec<Hit>, IndexError> {
@@ -129,14 +128,7 @@ pub(crate) fn neighbours(
     };
     // Records with the same vector (copies of one file) tie with it: it may rank anywhere
     // among them, so ask for one more and drop it wherever it is.
-    let mut hits = search::search(
-        source,
-        exact_threshold,
-        ef_search,
-        &vector,
-        k.saturating_add(1),
-        None,
-    )?;
+    let mut hits = search::search(source, tuning, &vector, k.saturating_add(1), None)?;
     hits.retain(|hit| hit.id != id);
     hits.truncate(k);
     Ok(hits)

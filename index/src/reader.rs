@@ -4,20 +4,22 @@
 //! read-only media can be searched.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::exact::{score_chunk, Scored, TopK, CHUNK};
+use crate::filter::Admit;
+use crate::ids::IdSet;
 use crate::kernels::dot;
-use crate::live::LiveSet;
 use crate::meta_table::MetaTable;
 use crate::pairs;
 use crate::search::{self, Searchable};
 use crate::segment::Segment;
 use crate::types::{
     CollectionStats, Failure, Hit, IdFilter, ImageMeta, IndexInfo, IndexOptions, IndexSpec,
-    IndexStats, KeyFilter, Pair, Record,
+    IndexStats, Pair, Record,
 };
 use crate::view::{self, CollectionHeader, Header};
 use crate::{Id, IndexError};
@@ -183,7 +185,7 @@ pub struct ReadCollection {
     segments: Vec<Segment>,
     records: BTreeMap<Vec<u8>, Record>,
     keys: HashMap<Id, Vec<u8>>,
-    live: LiveSet,
+    live: IdSet,
     /// By id, ascending (the writer publishes them in id order; sorted again in case).
     metas: Vec<(Id, ImageMeta)>,
     table: MetaTable,
@@ -215,7 +217,7 @@ impl ReadCollection {
                 })?,
             );
         }
-        let mut live = LiveSet::default();
+        let mut live = IdSet::default();
         let mut keys = HashMap::with_capacity(records.len());
         for (key, record) in &records {
             live.insert(record.id);
@@ -248,24 +250,18 @@ impl ReadCollection {
         &self,
         query: &[f32],
         k: usize,
-        filter: Option<KeyFilter<'_>>,
+        filter: Option<&IdSet>,
     ) -> Result<Vec<Hit>, IndexError> {
-        search::search(
-            self,
-            self.options.exact_threshold,
-            self.options.ef_search,
-            query,
-            k,
-            filter,
-        )
+        search::search(self, self.options.into(), query, k, filter)
     }
 
-    /// The exact `k` best records for `query`: a scan of the segments' vectors.
+    /// The exact `k` best records for `query` (whose id `filter` holds): a scan of the
+    /// segments' vectors.
     pub fn exact_search(
         &self,
         query: &[f32],
         k: usize,
-        filter: Option<KeyFilter<'_>>,
+        filter: Option<&IdSet>,
     ) -> Result<Vec<Hit>, IndexError> {
         search::exact_search(self, query, k, filter)
     }
@@ -273,13 +269,7 @@ impl ReadCollection {
     /// As [`Collection::neighbours`](crate::Collection::neighbours): the `k` records most
     /// similar to the stored record `id`, itself left out.
     pub fn neighbours(&self, id: Id, k: usize) -> Result<Vec<Hit>, IndexError> {
-        pairs::neighbours(
-            self,
-            self.options.exact_threshold,
-            self.options.ef_search,
-            id,
-            k,
-        )
+        pairs::neighbours(self, self.options.into(), id, k)
     }
 
     /// As [`Collection::similar_pairs`](crate::Collection::similar_pairs): the pairs of live
@@ -307,6 +297,26 @@ impl ReadCollection {
         });
         let &(segment, node) = places.get(&id)?;
         Some(self.segments[segment].vector(node))
+    }
+
+    /// The ids of the records whose key starts with `prefix`, for a search's filter (a range
+    /// of the sorted keys in memory).
+    pub fn ids_with_prefix(&self, prefix: &[u8]) -> IdSet {
+        self.records
+            .range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded))
+            .take_while(|(key, _)| key.starts_with(prefix))
+            .map(|(_, record)| record.id)
+            .collect()
+    }
+
+    /// The ids of the records `accept` accepts, for a search's filter: one pass over the
+    /// records in memory, once per search, never per candidate.
+    pub fn ids_where(&self, mut accept: impl FnMut(&[u8], &Record) -> bool) -> IdSet {
+        self.records
+            .iter()
+            .filter(|(key, record)| accept(key, record))
+            .map(|(_, record)| record.id)
+            .collect()
     }
 
     /// The record stored under `key`.
@@ -349,7 +359,7 @@ impl ReadCollection {
     /// Counts, as [`Collection::stats`](crate::Collection::stats) gives them (a view has no
     /// tail: `unsealed` is 0).
     pub fn stats(&self) -> CollectionStats {
-        let graph_points = self.graph_points();
+        let graph_points = self.segments.iter().map(Segment::len).sum();
         CollectionStats {
             live: self.len(),
             graph_points,
@@ -370,15 +380,22 @@ impl Searchable for ReadCollection {
         self.len()
     }
 
-    fn graph_points(&self) -> usize {
-        self.segments.iter().map(Segment::len).sum()
+    fn admitted_count(&self, filter: &IdSet) -> usize {
+        self.live.intersection_len(filter)
     }
 
-    fn graph_candidates(&self, query: &[f32], fetch: usize, ef: usize) -> Vec<Scored> {
+    fn graph_candidates(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        filter: Option<&IdSet>,
+        scan_below: usize,
+    ) -> Vec<Scored> {
+        let admit = Admit::new(&self.live, filter, scan_below);
         self.segments
             .iter()
-            .flat_map(|segment| segment.search(query, fetch, ef))
-            .filter(|&(id, _)| self.live.contains(id))
+            .flat_map(|segment| segment.search(query, k, ef, &admit))
             .map(|(id, score)| Scored { id, score })
             .collect()
     }
@@ -395,22 +412,20 @@ impl Searchable for ReadCollection {
         Ok(self.vector(id).map(<[f32]>::to_vec))
     }
 
-    /// A scan of the live nodes' f32 vectors in the segments, in chunks scored in parallel.
+    /// A scan of the live nodes' f32 vectors in the segments (those `filter` holds), in
+    /// chunks scored in parallel.
     fn exact_top(
         &self,
         query: &[f32],
         k: usize,
-        filter: Option<KeyFilter<'_>>,
+        filter: Option<&IdSet>,
     ) -> Result<Vec<Scored>, IndexError> {
+        let admit = Admit::new(&self.live, filter, 0);
         let mut top = TopK::new(k);
         let mut chunk = Vec::with_capacity(CHUNK);
         let score = |vector: &&[f32]| dot(query, vector);
         for (id, vector) in self.segments.iter().flat_map(Segment::nodes) {
-            let accepted = self
-                .keys
-                .get(&id)
-                .is_some_and(|key| filter.is_none_or(|accept| accept(key)));
-            if !accepted {
+            if !admit.admits(id) {
                 continue;
             }
             chunk.push((id, vector));

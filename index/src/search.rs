@@ -1,8 +1,10 @@
-//! The search algorithm, shared by the writer's collections and a reader's: exact for small
-//! collections, else the graphs, asked for spares when tombstones or a filter drop candidates.
+//! The search algorithm, shared by the writer's collections and a reader's: the filter (an
+//! [`IdSet`]) and the tombstones are checked inside the graph walk, a planner scans instead
+//! when the filter is selective, and keys are looked up for the final hits only.
 
 use crate::exact::Scored;
-use crate::types::{Hit, KeyFilter};
+use crate::ids::IdSet;
+use crate::types::Hit;
 use crate::{Id, IndexError};
 
 /// What a search needs of a collection, whoever holds it.
@@ -11,10 +13,18 @@ pub(crate) trait Searchable {
     fn dim(&self) -> usize;
     /// Live records.
     fn live_count(&self) -> usize;
-    /// Points in the graphs, tombstones included.
-    fn graph_points(&self) -> usize;
-    /// The `fetch` nearest points of every graph that are live, as scored ids, unordered.
-    fn graph_candidates(&self, query: &[f32], fetch: usize, ef: usize) -> Vec<Scored>;
+    /// Live records whose id `filter` holds.
+    fn admitted_count(&self, filter: &IdSet) -> usize;
+    /// The `k` best live points of every graph that `filter` accepts, as scored ids,
+    /// unordered: each graph searched as [`crate::filter::Admit::plan`] says, with `scan_below`.
+    fn graph_candidates(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        filter: Option<&IdSet>,
+        scan_below: usize,
+    ) -> Vec<Scored>;
     /// The key of a live id.
     fn key_of(&self, id: Id) -> Result<Option<Vec<u8>>, IndexError>;
     /// Every live id, ascending.
@@ -26,54 +36,64 @@ pub(crate) trait Searchable {
         &self,
         query: &[f32],
         k: usize,
-        filter: Option<KeyFilter<'_>>,
+        filter: Option<&IdSet>,
     ) -> Result<Vec<Scored>, IndexError>;
+}
+
+/// How a collection is searched: [`IndexOptions`](crate::IndexOptions)'s knobs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Tuning {
+    pub exact_threshold: usize,
+    pub ef_search: usize,
+    pub filter_scan_factor: usize,
+}
+
+impl From<crate::IndexOptions> for Tuning {
+    fn from(options: crate::IndexOptions) -> Tuning {
+        Tuning {
+            exact_threshold: options.exact_threshold,
+            ef_search: options.ef_search,
+            filter_scan_factor: options.filter_scan_factor,
+        }
+    }
 }
 
 /// The `k` records most similar to `query`, best first (see
 /// [`Collection::search`](crate::Collection::search)).
 pub(crate) fn search(
     source: &impl Searchable,
-    exact_threshold: usize,
-    ef_search: usize,
+    tuning: Tuning,
     query: &[f32],
     k: usize,
-    filter: Option<KeyFilter<'_>>,
+    filter: Option<&IdSet>,
 ) -> Result<Vec<Hit>, IndexError> {
     let k = checked_k(source, query, k)?;
+    let matches = filter.map_or(source.live_count(), |f| source.admitted_count(f));
+    let k = k.min(matches);
     if k == 0 {
         return Ok(Vec::new());
     }
-    if source.live_count() <= exact_threshold {
+    let ef = tuning.ef_search.max(k);
+    let scan_below = tuning.filter_scan_factor.saturating_mul(ef);
+    // A small collection, or a filter that few records pass, is cheaper scanned than walked.
+    let selective = filter.is_some() && matches <= scan_below;
+    if source.live_count() <= tuning.exact_threshold || selective {
         return exact_hits(source, query, k, filter);
     }
-    // Tombstones and the filter drop candidates, so ask the graphs for spares then.
-    let mut fetch = if filter.is_none() && source.graph_points() == source.live_count() {
-        k
-    } else {
-        2 * k + 16
-    };
-    loop {
-        if fetch >= source.graph_points() {
-            return exact_hits(source, query, k, filter);
-        }
-        let mut found = source.graph_candidates(query, fetch, ef_search);
-        found.sort();
-        // Keys may cost a store lookup each: fetch them only until `k` hits are accepted.
-        let mut hits = Vec::with_capacity(k);
-        for Scored { id, score } in found {
-            let Some(key) = source.key_of(id)? else {
-                continue;
-            };
-            if filter.is_none_or(|accept| accept(&key)) {
-                hits.push(Hit { key, id, score });
-                if hits.len() == k {
-                    return Ok(hits);
-                }
-            }
-        }
-        fetch *= 4;
+    let mut found = source.graph_candidates(query, k, ef, filter, scan_below);
+    // Each walk goes on until `ef` admitted nodes or its whole graph is seen, so fewer than
+    // `k` means admitted nodes no walk reached: the exact scan finds them.
+    if found.len() < k {
+        return exact_hits(source, query, k, filter);
     }
+    found.sort();
+    let mut hits = Vec::with_capacity(k);
+    for Scored { id, score } in found.into_iter().take(k) {
+        if let Some(key) = source.key_of(id)? {
+            hits.push(Hit { key, id, score });
+        }
+    }
+    Ok(hits)
 }
 
 /// The exact `k` best records for `query`. Ranking: higher dot product first, then lower id.
@@ -81,7 +101,7 @@ pub(crate) fn exact_search(
     source: &impl Searchable,
     query: &[f32],
     k: usize,
-    filter: Option<KeyFilter<'_>>,
+    filter: Option<&IdSet>,
 ) -> Result<Vec<Hit>, IndexError> {
     let k = checked_k(source, query, k)?;
     if k == 0 {
@@ -102,7 +122,7 @@ fn exact_hits(
     source: &impl Searchable,
     query: &[f32],
     k: usize,
-    filter: Option<KeyFilter<'_>>,
+    filter: Option<&IdSet>,
 ) -> Result<Vec<Hit>, IndexError> {
     let mut hits = Vec::with_capacity(k);
     for Scored { id, score } in source.exact_top(query, k, filter)? {

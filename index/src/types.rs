@@ -28,6 +28,14 @@ pub struct IndexOptions {
     /// 50k (64 reached 0.75), at about 5 ms per query on one core: a person looking for photos
     /// wants the best ten, and the milliseconds do not show.
     pub ef_search: usize,
+    /// A filtered search scores exactly, instead of walking a graph, when the graph (or the
+    /// whole collection) holds at most `filter_scan_factor × ef_search` records the filter
+    /// accepts: a walk under a filter that a fraction `s` of the records pass visits about
+    /// `1/s` times the nodes, while a scan costs one dot product per accepted record. The
+    /// default, 64 (12 288 records at ef 192), sits below where the two cost the same on 100k
+    /// clustered 1024-d vectors in segments of 50k (`BENCHMARKS.md`, "Filtered search": at
+    /// 10% the scan answered 17× faster, at 50% the walk 2×).
+    pub filter_scan_factor: usize,
     /// Rebuild a segment at checkpoint when tombstones exceed this fraction of its points.
     pub compact_fraction: f64,
     /// Points per segment: the tail is sealed when it has this many, and merges build no
@@ -46,6 +54,7 @@ impl Default for IndexOptions {
         IndexOptions {
             exact_threshold: 5_000,
             ef_search: 192,
+            filter_scan_factor: 64,
             compact_fraction: 0.2,
             segment_points: 50_000,
             hnsw: HnswParams::default(),
@@ -191,9 +200,6 @@ pub struct Hit {
     /// Dot product with the query.
     pub score: f32,
 }
-
-/// A predicate on keys; search returns only records it accepts.
-pub type KeyFilter<'a> = &'a (dyn Fn(&[u8]) -> bool + Sync);
 
 /// A predicate on ids; [`Collection::similar_pairs`](crate::Collection::similar_pairs) pairs
 /// only records it accepts.

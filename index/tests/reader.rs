@@ -312,13 +312,20 @@ proptest! {
             index.images().remove(&gone).unwrap();
             index.checkpoint().unwrap();
             let reader = Reader::open_with(&path, options(exact_threshold)).unwrap();
-            let odd = |key: &[u8]| key[7] % 2 == 1;
+            let odd = index.images().ids_where(|key, _| key[7] % 2 == 1).unwrap();
+            prop_assert_eq!(&reader.images().ids_where(|key, _| key[7] % 2 == 1), &odd);
+            let tens = index.images().ids_with_prefix(b"/p/001").unwrap();
+            prop_assert_eq!(&reader.images().ids_with_prefix(b"/p/001"), &tens);
             for &q in &queries {
                 let query = unit(q);
                 let writer = index.images().search(&query, k, None).unwrap();
                 prop_assert_eq!(&reader.images().search(&query, k, None).unwrap(), &writer);
                 let writer = index.images().search(&query, k, Some(&odd)).unwrap();
                 prop_assert_eq!(&reader.images().search(&query, k, Some(&odd)).unwrap(), &writer);
+                prop_assert!(writer.iter().all(|hit| hit.key[7] % 2 == 1));
+                let writer = index.images().search(&query, k, Some(&tens)).unwrap();
+                prop_assert_eq!(&reader.images().search(&query, k, Some(&tens)).unwrap(), &writer);
+                prop_assert!(writer.iter().all(|hit| hit.key.starts_with(b"/p/001")));
                 let writer = index.images().exact_search(&query, k, None).unwrap();
                 prop_assert_eq!(&reader.images().exact_search(&query, k, None).unwrap(), &writer);
             }

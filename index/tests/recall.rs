@@ -1,5 +1,10 @@
 //! HNSW recall against exact search, on clustered vectors like real embeddings.
 
+mod common {
+    pub mod clustered;
+}
+
+use common::clustered::{centres, sample, Rng};
 use xsearch_index::{Entry, GraphStatus, Index, IndexOptions, IndexSpec};
 
 /// dim 64 instead of CLIP's 1024 keeps the build quick in debug; the graph logic is the same.
@@ -8,58 +13,11 @@ const POINTS: usize = 20_000;
 const CLUSTERS: usize = 200;
 const QUERIES: usize = 200;
 const K: usize = 10;
-const NOISE: f32 = 0.15;
-
-/// splitmix64: a dependency-free, reproducible generator.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn uniform(&mut self) -> f32 {
-        ((self.next_u64() >> 40) as f32 + 0.5) / (1u64 << 24) as f32
-    }
-
-    /// Box-Muller.
-    fn normal(&mut self) -> f32 {
-        let (u, v) = (self.uniform(), self.uniform());
-        (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
-    }
-}
-
-fn normalize(v: Vec<f32>) -> Vec<f32> {
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    v.into_iter().map(|x| x / norm).collect()
-}
-
-/// A point near one of the cluster centres (unit vectors), with N(0, NOISE²) noise per
-/// dimension. The noise sets the difficulty: on this distribution hnswlib (M 16,
-/// ef_construction 200) reaches recall@10 0.988 / 0.995 / 1.000 at ef 36 / 64 / 128; at noise
-/// 0.2, 0.918 at ef 64; at 0.35 the points are near-uniform on the sphere, unlike embeddings,
-/// and it falls to 0.746 (`benches/hnswlib_recall.py`). This crate measured 0.808 there.
-fn sample(rng: &mut Rng, centres: &[Vec<f32>]) -> Vec<f32> {
-    let centre = &centres[(rng.next_u64() % centres.len() as u64) as usize];
-    normalize(centre.iter().map(|c| c + NOISE * rng.normal()).collect())
-}
 
 #[test]
 fn hnsw_recall_at_10_is_at_least_095() {
     let mut rng = Rng(7);
-    let centres: Vec<Vec<f32>> = (0..CLUSTERS)
-        .map(|_| {
-            normalize(
-                (0..DIM)
-                    .map(|_| rng.normal() / (DIM as f32).sqrt())
-                    .collect(),
-            )
-        })
-        .collect();
+    let centres = centres(&mut rng, CLUSTERS, DIM);
     let points: Vec<Vec<f32>> = (0..POINTS).map(|_| sample(&mut rng, &centres)).collect();
     let queries: Vec<Vec<f32>> = (0..QUERIES).map(|_| sample(&mut rng, &centres)).collect();
 

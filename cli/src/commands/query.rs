@@ -4,9 +4,9 @@ use std::io::Write;
 
 use anyhow::Result;
 use serde::Serialize;
-use xsearch::{format_taken, Engine, Query, SearchOptions, Term};
+use xsearch::{format_taken, Engine, Query, SearchOptions, Sort, Term};
 
-use crate::args::QueryArgs;
+use crate::args::{QueryArgs, SortArg};
 use crate::output::{score4, JsonPath, Printer};
 use crate::preview::{write_preview, Protocol};
 use crate::Outcome;
@@ -97,11 +97,10 @@ pub fn run(
         }
         !hits.is_empty()
     } else {
-        let mut options = SearchOptions::new(k);
-        if let Some(dir) = &args.within {
-            options = options.within(dir);
+        let hits = engine.search(query, &image_options(args, k))?;
+        if hits.is_empty() {
+            explain_nothing_found(args);
         }
-        let hits = engine.search(query, &options)?;
         let protocol = Protocol::detect(|name| std::env::var(name).ok());
         for (i, hit) in hits.iter().enumerate() {
             let record = ImageRecord {
@@ -125,6 +124,62 @@ pub fn run(
     } else {
         Outcome::NothingFound
     })
+}
+
+/// The search options the image filters and the order describe.
+fn image_options(args: &QueryArgs, k: usize) -> SearchOptions {
+    let mut options = SearchOptions::new(k).sort(match args.sort {
+        SortArg::Score => Sort::Score,
+        SortArg::Date => Sort::Date,
+    });
+    if let Some(dir) = &args.within {
+        options = options.within(dir);
+    }
+    if let Some(after) = &args.after {
+        options = options.after(after.instant);
+    }
+    if let Some(before) = &args.before {
+        options = options.before(before.instant);
+    }
+    if let Some(camera) = &args.camera {
+        options = options.camera(camera);
+    }
+    if let Some(floor) = args.min_score {
+        options = options.min_score(floor);
+    }
+    options
+}
+
+/// When filters left nothing, says which (without filters, an empty answer needs no words:
+/// the collection is not empty, so that cannot happen).
+fn explain_nothing_found(args: &QueryArgs) {
+    let mut filters = Vec::new();
+    if let Some(dir) = &args.within {
+        filters.push(format!("--in {}", dir.display()));
+    }
+    if let Some(after) = &args.after {
+        filters.push(format!("--after {}", after.text));
+    }
+    if let Some(before) = &args.before {
+        filters.push(format!("--before {}", before.text));
+    }
+    if let Some(camera) = &args.camera {
+        filters.push(format!("--camera {camera}"));
+    }
+    if let Some(floor) = args.min_score {
+        filters.push(format!("--min-score {floor}"));
+    }
+    if !filters.is_empty() {
+        eprintln!(
+            "xsearch: no image passes {}\n\nTo see more, loosen or drop {}.",
+            filters.join(" "),
+            if filters.len() == 1 {
+                "it"
+            } else {
+                "some of them"
+            }
+        );
+    }
 }
 
 /// Draws a thumbnail under a hit; an image that no longer decodes gets a note instead.

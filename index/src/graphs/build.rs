@@ -8,7 +8,7 @@ use super::merge::{self, SegmentCounts};
 use super::tail::Graph;
 use super::{Graphs, LIST, OLD_LIST, WRITING};
 use crate::exact::CHUNK;
-use crate::live::LiveSet;
+use crate::ids::IdSet;
 use crate::segment::{self, Nodes, Segment};
 use crate::store::Store;
 use crate::sync::{read, write};
@@ -92,14 +92,14 @@ impl Graphs {
 
     /// Rebuilds what the merge policy asks for (segments full of tombstones, runs of small
     /// segments), one rebuild at a time, until it asks for nothing.
-    pub fn merge(&self, store: &Store, live: &RwLock<LiveSet>) -> Result<(), IndexError> {
+    pub fn merge(&self, store: &Store, live: &RwLock<IdSet>) -> Result<(), IndexError> {
         while let Some(chosen) = self.next_rebuild(live) {
             self.rebuild(store, live, &chosen)?;
         }
         Ok(())
     }
 
-    fn next_rebuild(&self, live: &RwLock<LiveSet>) -> Option<Vec<usize>> {
+    fn next_rebuild(&self, live: &RwLock<IdSet>) -> Option<Vec<usize>> {
         let state = read(&self.state);
         let live = read(live);
         let counts: Vec<SegmentCounts> = state
@@ -126,7 +126,7 @@ impl Graphs {
     fn rebuild(
         &self,
         store: &Store,
-        live: &RwLock<LiveSet>,
+        live: &RwLock<IdSet>,
         chosen: &[usize],
     ) -> Result<(), IndexError> {
         let (mut list, ids) = {

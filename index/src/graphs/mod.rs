@@ -24,6 +24,7 @@ use std::sync::RwLock;
 use list::SegmentList;
 use tail::Graph;
 
+use crate::filter::Admit;
 use crate::segment::Segment;
 use crate::sync::read;
 use crate::types::{HnswParams, IndexOptions};
@@ -85,12 +86,12 @@ impl Graphs {
         read(&self.state).list.clone()
     }
 
-    /// The `fetch` nearest points of every graph, as `(id, score)`, unordered.
-    pub fn search(&self, query: &[f32], fetch: usize, ef: usize) -> Vec<(Id, f32)> {
+    /// The `k` nearest admitted points of every graph, as `(id, score)`, unordered.
+    pub fn search(&self, query: &[f32], k: usize, ef: usize, admit: &Admit<'_>) -> Vec<(Id, f32)> {
         let state = read(&self.state);
-        let mut found = state.tail.search(query, fetch, ef);
+        let mut found = state.tail.search(query, k, ef, admit);
         for segment in &state.segments {
-            found.extend(segment.search(query, fetch, ef));
+            found.extend(segment.search(query, k, ef, admit));
         }
         found
     }

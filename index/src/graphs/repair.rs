@@ -9,7 +9,7 @@ use super::legacy;
 use super::list::{OldSegmentList, SegmentList};
 use super::tail::Graph;
 use super::{GraphConfig, GraphState, Graphs, LIST, OLD_LIST};
-use crate::live::LiveSet;
+use crate::ids::IdSet;
 use crate::segment::Segment;
 use crate::store::Store;
 use crate::sync::{read, write};
@@ -23,7 +23,7 @@ impl Graphs {
     pub fn open(
         config: GraphConfig,
         store: &Store,
-        live: &RwLock<LiveSet>,
+        live: &RwLock<IdSet>,
         converting: bool,
     ) -> Result<(Graphs, GraphStatus, bool), IndexError> {
         let graphs = Graphs {
@@ -35,7 +35,7 @@ impl Graphs {
             config,
         };
         let (mut list, mut problem, upgraded) = stored_list(store, converting)?;
-        let mut covered = LiveSet::default();
+        let mut covered = IdSet::default();
         let mut segments = Vec::new();
         let (dir, dim) = (&graphs.config.dir, graphs.config.dim);
         list.segments.retain(|info| {

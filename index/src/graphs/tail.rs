@@ -1,6 +1,8 @@
 //! The HNSW graph being built (hnsw_rs): where new vectors are inserted until they are sealed
 //! into a segment, and where merges and repairs rebuild segments from the store.
 
+use crate::exact::{Scored, TopK};
+use crate::filter::{Admit, Plan};
 use crate::kernels::clamped_distance;
 use crate::segment::{NodeVisitor, Nodes};
 use crate::types::HnswParams;
@@ -56,16 +58,39 @@ impl Graph {
         self.hnsw.parallel_insert_slice(&items);
     }
 
-    /// The `knbn` nearest points as `(id, score)`, best first; score is the clamped dot.
-    pub fn search(&self, query: &[f32], knbn: usize, ef: usize) -> Vec<(Id, f32)> {
-        if self.len() == 0 {
+    /// The `k` nearest points that `admit` admits, as `(id, score)`, best first; score is the
+    /// clamped dot. Planned as a segment is ([`Admit::plan`]): a scan of the admitted points,
+    /// or hnsw_rs's filtered walk, which traverses refused points and keeps only admitted ones.
+    pub fn search(&self, query: &[f32], k: usize, ef: usize, admit: &Admit<'_>) -> Vec<(Id, f32)> {
+        if self.len() == 0 || k == 0 {
             return Vec::new();
         }
-        self.hnsw
-            .search(query, knbn, ef.max(knbn))
-            .into_iter()
-            .map(|n| (n.d_id as Id, 1.0 - n.distance))
-            .collect()
+        let points = || self.hnsw.get_point_indexation().into_iter();
+        match admit.plan(points().map(|p| p.get_origin_id() as Id)) {
+            Plan::Skip => Vec::new(),
+            Plan::Scan => {
+                let mut top = TopK::new(k);
+                for point in points() {
+                    let id = point.get_origin_id() as Id;
+                    if admit.admits(id) {
+                        let score = 1.0 - clamped_distance(query, point.get_v());
+                        top.offer(Scored { id, score });
+                    }
+                }
+                top.into_sorted()
+                    .into_iter()
+                    .map(|s| (s.id, s.score))
+                    .collect()
+            }
+            Plan::Walk => {
+                let admitted = |id: &usize| admit.admits(*id as Id);
+                self.hnsw
+                    .search_filter(query, k, ef.max(k), Some(&admitted))
+                    .into_iter()
+                    .map(|n| (n.d_id as Id, 1.0 - n.distance))
+                    .collect()
+            }
+        }
     }
 }
 

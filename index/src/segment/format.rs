@@ -317,6 +317,8 @@ mod tests {
     use std::cell::Cell;
 
     use super::*;
+    use crate::filter::Admit;
+    use crate::ids::IdSet;
 
     /// A graph given as nodes in visiting order: (id, vector, links per layer).
     struct Listed(Vec<(Id, Vec<f32>, Vec<Vec<Id>>)>);
@@ -364,8 +366,10 @@ mod tests {
             assert_eq!(segment.vector(node as u32), vector.as_slice());
         }
         // Searching walks the links: each node is its own best match, scored in f32.
+        let live: IdSet = graph.0.iter().map(|(id, _, _)| *id).collect();
+        let admit = Admit::new(&live, None, 0);
         for (id, vector, _) in &graph.0 {
-            let hit = segment.search(vector, 1, 1)[0];
+            let hit = segment.search(vector, 1, 1, &admit)[0];
             assert_eq!(hit.0, *id);
             assert!((hit.1 - 1.0).abs() < 1e-6, "score {}", hit.1);
         }

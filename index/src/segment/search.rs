@@ -6,6 +6,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use super::Segment;
+use crate::filter::{Admit, Plan};
 use crate::kernels::{clamped_distance, dot_f16};
 use crate::Id;
 
@@ -34,10 +35,11 @@ impl PartialEq for Near {
 impl Eq for Near {}
 
 impl Segment {
-    /// The `k` nearest nodes as `(id, score)`, best first, searching with a candidate list
-    /// of `ef` (at least `k`); the same algorithm as hnsw_rs and hnswlib, on the
-    /// half-precision vectors, with the `ef` nodes found scored again in f32.
-    pub fn search(&self, query: &[f32], k: usize, ef: usize) -> Vec<(Id, f32)> {
+    /// The `k` nearest nodes that `admit` admits, as `(id, score)`, best first, searching with
+    /// a candidate list of `ef` (at least `k`): planned by [`Admit::plan`], a scan of the
+    /// admitted nodes in f32 or the walk of hnsw_rs and hnswlib on the half-precision vectors,
+    /// with the `ef` nodes kept scored again in f32.
+    pub fn search(&self, query: &[f32], k: usize, ef: usize, admit: &Admit<'_>) -> Vec<(Id, f32)> {
         if self.ids.is_empty() || k == 0 {
             return Vec::new();
         }
@@ -50,10 +52,18 @@ impl Segment {
                 .map(|Near(d, n)| (self.ids[n as usize], 1.0 - d))
                 .collect()
         };
-        // A beam as wide as the segment would visit every node anyway: score them all (small
-        // segments, the newest ones, are the common case).
-        if self.ids.len() <= ef.max(k) {
-            return best_k((0..self.ids.len() as u32).map(exact).collect());
+        let scan = || {
+            let admitted =
+                (0..self.ids.len() as u32).filter(|&n| admit.admits(self.ids[n as usize]));
+            best_k(admitted.map(exact).collect())
+        };
+        match admit.plan(self.ids.iter().copied()) {
+            Plan::Skip => return Vec::new(),
+            Plan::Scan => return scan(),
+            // A beam as wide as the segment would visit every node anyway: score them all
+            // (small segments, the newest ones, are the common case).
+            Plan::Walk if self.ids.len() <= ef.max(k) => return scan(),
+            Plan::Walk => {}
         }
         let halves = self.halves();
         let coarse = |node: u32| {
@@ -75,10 +85,11 @@ impl Segment {
                 }
             }
         }
+        let admitted = |node: u32| admit.admits(self.ids[node as usize]);
         let found = VISITED.with(|visited| {
             let mut visited = visited.borrow_mut();
             visited.reset(self.ids.len());
-            self.search_layer0(entry, ef.max(k), &coarse, &mut visited)
+            self.search_layer0(entry, ef.max(k), &coarse, &admitted, &mut visited)
         });
         best_k(found.into_iter().map(|Near(_, n)| exact(n)).collect())
     }
@@ -102,20 +113,28 @@ impl Segment {
         let _ = node;
     }
 
-    /// Beam search on layer 0; returns the `ef` nearest nodes seen, nearest first.
+    /// Beam search on layer 0; returns the `ef` nearest admitted nodes seen, nearest first.
+    ///
+    /// Every node is traversed, admitted or not (refused ones keep the graph connected), but
+    /// only admitted ones enter the result list; while it holds fewer than `ef` the walk goes
+    /// on, so a filter widens the beam until `ef` nodes pass (hnswlib's filtered search).
     fn search_layer0(
         &self,
         entry: Near,
         ef: usize,
         distance: &impl Fn(u32) -> f32,
+        admitted: &impl Fn(u32) -> bool,
         visited: &mut Visited,
     ) -> Vec<Near> {
         let layer = &self.layers[0];
         let mut candidates = BinaryHeap::from([Reverse(entry)]);
-        let mut best = BinaryHeap::from([entry]);
+        let mut best = BinaryHeap::with_capacity(ef + 1);
+        if admitted(entry.1) {
+            best.push(entry);
+        }
         visited.insert(entry.1);
         while let Some(Reverse(c)) = candidates.pop() {
-            if best.len() >= ef && best.peek().is_some_and(|worst| c.0 > worst.0) {
+            if best.len() >= ef && best.peek().is_some_and(|worst: &Near| c.0 > worst.0) {
                 break;
             }
             let links = layer.of(c.1);
@@ -131,9 +150,11 @@ impl Segment {
                 let near = Near(distance(n), n);
                 if best.len() < ef || best.peek().is_some_and(|worst| near < *worst) {
                     candidates.push(Reverse(near));
-                    best.push(near);
-                    if best.len() > ef {
-                        best.pop();
+                    if admitted(n) {
+                        best.push(near);
+                        if best.len() > ef {
+                            best.pop();
+                        }
                     }
                 }
             }

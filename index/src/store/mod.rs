@@ -18,6 +18,7 @@ use sled::{Db, Tree};
 use codec::{decode, encode, from_json, to_json};
 use keys::{hash_key, hash_prefix, Names};
 
+use crate::ids::IdSet;
 use crate::types::{Entry, ImageMeta, Record};
 use crate::{Id, IndexError};
 
@@ -224,6 +225,30 @@ impl Store {
             Some(bytes) => Ok(Some(self.decode_vector(&bytes)?)),
             None => Ok(None),
         }
+    }
+
+    /// The vector stored under `id` as little-endian f32 bytes, its length checked.
+    pub fn vector_bytes(&self, id: Id) -> Result<Option<sled::IVec>, IndexError> {
+        let bytes = self
+            .vectors
+            .get(id.to_be_bytes())
+            .map_err(|e| self.store_err(e))?;
+        match bytes {
+            Some(bytes) if bytes.len() != self.dim * 4 => {
+                Err(self.corrupt(format!("vector {id} has {} bytes", bytes.len())))
+            }
+            bytes => Ok(bytes),
+        }
+    }
+
+    /// The ids of the records whose key starts with `prefix`.
+    pub fn ids_with_prefix(&self, prefix: &[u8]) -> Result<IdSet, IndexError> {
+        let mut ids = IdSet::new();
+        for item in self.records.scan_prefix(prefix).values() {
+            let bytes = item.map_err(|e| self.store_err(e))?;
+            ids.insert(self.decode::<Record>(&bytes, "record")?.id);
+        }
+        Ok(ids)
     }
 
     /// A live id whose file has content hash `hash`, with its vector.
