@@ -1533,3 +1533,50 @@ fn the_score_floor_drops_weak_hits_and_camera_needs_a_known_camera() {
         assert!(stderr(&out).contains(needle), "{args:?}: {}", stderr(&out));
     }
 }
+
+#[test]
+fn camera_and_dates_filter_on_exif_metadata() {
+    let sb = Sandbox::new();
+    let photos = sb.path("photos");
+    std::fs::create_dir_all(&photos).unwrap();
+    for name in ["offset.jpg", "local.jpg", "plain.jpg", "exif.png"] {
+        std::fs::copy(Path::new(META).join(name), photos.join(name)).unwrap();
+    }
+    let out = sb
+        .command(SHAPES)
+        .env("TZ", UTC)
+        .args(["index", photos.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let found = |tz: &str, args: &[&str]| {
+        let (names, _, code, _) = filtered(&sb, tz, &[args, &["a photo"]].concat());
+        (sorted(names), code)
+    };
+    let one = |name: &str| (vec![format!("photos/{name}")], Some(0));
+    // Cameras: "Apple iPhone 12", "Canon EOS 5D", "NIKON D750"; plain.jpg has none.
+    assert_eq!(found(UTC, &["--camera", "IPHONE"]), one("local.jpg"));
+    assert_eq!(found(UTC, &["--camera", "d750"]), one("exif.png"));
+    // offset.jpg was taken at 18:03 +02:00, i.e. 16:03Z: --after is inclusive to the second.
+    assert_eq!(
+        found(UTC, &["--camera", "canon", "--after", "2021-07-14T16:03Z"]),
+        one("offset.jpg")
+    );
+    assert_eq!(
+        found(
+            UTC,
+            &["--camera", "canon", "--after", "2021-07-14T16:03:01Z"]
+        ),
+        (vec![], Some(1))
+    );
+    // exif.png was taken at 23:59:59 on 29 February 2020 in New York (-05:00): before the
+    // 1st of March there, not in UTC (it is 04:59:59Z on the 1st).
+    assert_eq!(
+        found(NEW_YORK, &["--camera", "nikon", "--before", "2020-03-01"]),
+        one("exif.png")
+    );
+    assert_eq!(
+        found(UTC, &["--camera", "nikon", "--before", "2020-03-01"]),
+        (vec![], Some(1))
+    );
+}
