@@ -77,7 +77,16 @@ struct Server {
 
 impl Server {
     fn start(index: &Path, args: &[&str]) -> Server {
-        let mut child = xsearch(index)
+        Self::start_in(index, "", args)
+    }
+
+    /// A server in the time zone `tz` (a POSIX rule; empty for the machine's).
+    fn start_in(index: &Path, tz: &str, args: &[&str]) -> Server {
+        let mut cmd = xsearch(index);
+        if !tz.is_empty() {
+            cmd.env("TZ", tz);
+        }
+        let mut child = cmd
             .args(["serve", "--addr", "127.0.0.1:0"])
             .args(args)
             .stderr(Stdio::piped())
@@ -254,6 +263,88 @@ fn paths(results: &Value) -> Vec<String> {
         .iter()
         .map(|r| r["path"].as_str().unwrap().to_owned())
         .collect()
+}
+
+#[test]
+fn dates_cameras_and_sort_filter_on_exif_metadata_and_bad_values_are_400() {
+    let dir = tempfile::tempdir().unwrap();
+    let photos = std::path::absolute(dir.path().join("photos")).unwrap();
+    std::fs::create_dir_all(&photos).unwrap();
+    let meta = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/meta");
+    for name in ["offset.jpg", "local.jpg", "plain.jpg", "exif.png"] {
+        std::fs::copy(meta.join(name), photos.join(name)).unwrap();
+    }
+    let index = dir.path().join("index");
+    run_ok(xsearch(&index).env("TZ", "UTC0").arg("index").arg(&photos));
+    let names = |server: &Server, filters: &str| {
+        let response = server.get(&format!("/api/search?q=a+photo&k=10{filters}"));
+        assert_eq!(response.status, 200, "{filters}: {response:?}");
+        let mut names: Vec<String> = paths(&response.json())
+            .iter()
+            .map(|p| p.strip_prefix(photos.to_str().unwrap()).unwrap()[1..].to_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let utc = Server::start_in(&index, "UTC0", &[]);
+    // Cameras: "Apple iPhone 12", "Canon EOS 5D", "NIKON D750"; plain.jpg has none.
+    assert_eq!(names(&utc, "&camera=IPHONE"), ["local.jpg"]);
+    assert_eq!(names(&utc, "&camera=d750"), ["exif.png"]);
+    // offset.jpg was taken at 18:03 +02:00, i.e. 16:03Z: `after` is inclusive to the second.
+    assert_eq!(
+        names(&utc, "&camera=canon&after=2021-07-14T16:03Z"),
+        ["offset.jpg"]
+    );
+    assert!(names(&utc, "&camera=canon&after=2021-07-14T16:03:01Z").is_empty());
+    // An offset in the value (`+` escaped): 18:03+01:59 is 16:04Z.
+    assert!(names(&utc, "&camera=canon&after=2021-07-14T18:03%2B01:59").is_empty());
+    // exif.png was taken at 23:59:59 on 29 February 2020 in New York (-05:00): 04:59:59Z on
+    // the 1st of March, so not before it in the server's zone (UTC)...
+    assert!(names(&utc, "&camera=nikon&before=2020-03-01").is_empty());
+    // ... but before it in New York's.
+    utc.stop();
+    let new_york = Server::start_in(&index, "EST5EDT,M3.2.0,M11.1.0", &[]);
+    assert_eq!(
+        names(&new_york, "&before=2020-03-01&camera=nikon"),
+        ["exif.png"]
+    );
+
+    // sort=date: newest first, plain.jpg by its mtime (the copy, today); each result says
+    // when it was taken, in the photo's own zone when it has one.
+    let all = new_york.get("/api/search?q=a+photo&k=10&sort=date").json();
+    let order: Vec<(String, &str)> = all["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let path = Path::new(r["path"].as_str().unwrap());
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            (name, r["taken"].as_str().unwrap())
+        })
+        .collect();
+    let names: Vec<&str> = order.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(names, ["plain.jpg", "offset.jpg", "local.jpg", "exif.png"]);
+    assert_eq!(order[1].1, "2021-07-14T18:03:00+02:00");
+    assert_eq!(order[3].1, "2020-02-29T23:59:59-05:00");
+
+    for (target, said) in [
+        (
+            "after=2021-13-01",
+            "after=2021-13-01: expected an ISO 8601 date",
+        ),
+        (
+            "before=yesterday",
+            "before=yesterday: expected an ISO 8601 date",
+        ),
+        ("sort=name", "sort=name: give score or date"),
+        ("min_score=1.5", "min_score=1.5"),
+    ] {
+        let err = new_york
+            .get(&format!("/api/search?q=a+photo&{target}"))
+            .error(400);
+        assert!(err.starts_with(said), "{target}: {err}");
+    }
+    new_york.stop();
 }
 
 #[test]
@@ -903,6 +994,10 @@ fn the_page_and_its_assets_are_embedded_and_follow_the_dom_contract() {
         "id=\"upload\" type=\"file\" accept=\"image/*\"",
         "id=\"in\"",
         "id=\"min-score\"",
+        "id=\"after\" type=\"date\"",
+        "id=\"before\" type=\"date\"",
+        "id=\"camera\"",
+        "<select id=\"sort\">",
         "id=\"more\"",
         "id=\"status\"",
         "id=\"status-link\"",

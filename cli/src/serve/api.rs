@@ -221,17 +221,11 @@ async fn search(
                     "empty query: give q (text), like (an image id) or an image",
                 ));
             }
-            let mut options = SearchOptions::new(params.offset + params.k);
-            if let Some(dir) = &params.within {
-                options = options.within(dir);
-            }
-            let floor = params.min_score.unwrap_or(f32::NEG_INFINITY);
-            let hits = app.engine.search(&query, &options)?;
+            let hits = app.engine.search(&query, &params.options())?;
             Ok(hits
                 .into_iter()
                 .enumerate()
                 .skip(params.offset)
-                .take_while(|(_, hit)| hit.score >= floor)
                 .map(|(i, hit)| ImageResult {
                     rank: i + 1,
                     score: score4(hit.score),

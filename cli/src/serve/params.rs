@@ -2,8 +2,9 @@
 //! see only valid values. Every problem is a 400 that names the parameter.
 
 use std::path::PathBuf;
+use std::time::SystemTime;
 
-use xsearch::{ImageId, Query, Term};
+use xsearch::{ImageId, Query, SearchOptions, Sort, Term};
 
 use super::error::ApiError;
 
@@ -65,6 +66,13 @@ pub struct SearchParams {
     pub within: Option<PathBuf>,
     /// The score floor: no result scores below it.
     pub min_score: Option<f32>,
+    /// Only images taken at or after this instant.
+    pub after: Option<SystemTime>,
+    /// Only images taken before this instant.
+    pub before: Option<SystemTime>,
+    /// Only images whose camera contains this text, ignoring case.
+    pub camera: Option<String>,
+    pub sort: Sort,
 }
 
 impl SearchParams {
@@ -90,6 +98,10 @@ impl SearchParams {
                 ("offset", false) => params.offset = number(&name, &value, 0, MAX_DEPTH - 1)?,
                 ("in", false) => params.within = Some(within(&value)?),
                 ("min_score", false) => params.min_score = Some(score(&value)?),
+                ("after", false) => params.after = Some(date(&name, &value)?),
+                ("before", false) => params.before = Some(date(&name, &value)?),
+                ("camera", false) => params.camera = Some(value).filter(|c| !c.trim().is_empty()),
+                ("sort", false) => params.sort = sort(&value)?,
                 _ => {
                     return Err(ApiError::bad_request(format!(
                         "unknown parameter `{name:.40}`"
@@ -104,6 +116,27 @@ impl SearchParams {
             )));
         }
         Ok(params)
+    }
+
+    /// The options of the filters and the order, for the first `offset + k` hits.
+    pub fn options(&self) -> SearchOptions {
+        let mut options = SearchOptions::new(self.offset + self.k).sort(self.sort);
+        if let Some(dir) = &self.within {
+            options = options.within(dir);
+        }
+        if let Some(after) = self.after {
+            options = options.after(after);
+        }
+        if let Some(before) = self.before {
+            options = options.before(before);
+        }
+        if let Some(camera) = &self.camera {
+            options = options.camera(camera);
+        }
+        if let Some(floor) = self.min_score {
+            options = options.min_score(floor);
+        }
+        options
     }
 
     /// The query of `q` and the `like` images; `None` when they are both absent.
@@ -141,6 +174,24 @@ fn within(value: &str) -> Result<PathBuf, ApiError> {
         Err(ApiError::bad_request(format!(
             "in={value:.40}: give an absolute folder, e.g. /photos/2024"
         )))
+    }
+}
+
+/// A date as the CLI's `--after` and `--before` take it, in the server's time zone unless it
+/// names one.
+fn date(name: &str, value: &str) -> Result<SystemTime, ApiError> {
+    crate::date::parse(value)
+        .map(|date| date.instant)
+        .map_err(|examples| ApiError::bad_request(format!("{name}={value:.40}: {examples}")))
+}
+
+fn sort(value: &str) -> Result<Sort, ApiError> {
+    match value {
+        "score" => Ok(Sort::Score),
+        "date" => Ok(Sort::Date),
+        _ => Err(ApiError::bad_request(format!(
+            "sort={value:.40}: give score or date"
+        ))),
     }
 }
 
@@ -184,6 +235,12 @@ mod tests {
             ("like=%2e%2e%2Fetc", "like=../etc"),
             ("in=photos", "in=photos"),
             ("min_score=2", "min_score=2"),
+            (
+                "after=2021-13-01",
+                "after=2021-13-01: expected an ISO 8601 date",
+            ),
+            ("before=yesterday", "before=yesterday"),
+            ("sort=name", "sort=name: give score or date"),
             ("path=/etc/passwd", "unknown parameter `path`"),
             ("q=%ff", "not valid UTF-8"),
             ("q=%g1", "two hex digits"),
@@ -196,8 +253,17 @@ mod tests {
 
     #[test]
     fn texts_take_no_filters() {
-        let pairs = pairs("like=1&in=%2Fp").unwrap();
-        assert!(SearchParams::parse(pairs, true).is_err());
+        for raw in [
+            "like=1&in=%2Fp",
+            "q=a&after=2021-01-01",
+            "q=a&camera=x",
+            "q=a&sort=date",
+        ] {
+            assert!(
+                SearchParams::parse(pairs(raw).unwrap(), true).is_err(),
+                "{raw}"
+            );
+        }
     }
 
     #[test]

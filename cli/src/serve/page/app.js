@@ -1,8 +1,21 @@
-// The xsearch page: the search lives in the URL (/?q=...&like=ID&in=DIR&min_score=S), results
-// come from /api/search a page at a time, a click opens the viewer. No framework, no build.
+// The xsearch page: the search lives in the URL (/?q=...&like=ID&in=DIR&min_score=S&after=D...),
+// results come from /api/search a page at a time, a click opens the viewer. No framework, no
+// build.
 "use strict";
 
 const PAGE = 60;
+// sort=date orders the best k matches by date, so a second page would be another set: by date,
+// the page asks once for the API's most.
+const BY_DATE = 1000;
+// The filters: URL (and API) parameter, and the id of its control.
+const FILTERS = [
+  ["in", "in"],
+  ["min_score", "min-score"],
+  ["after", "after"],
+  ["before", "before"],
+  ["camera", "camera"],
+  ["sort", "sort"],
+];
 const $ = (id) => document.getElementById(id);
 
 // What the results on screen answer: URL parameters, or an uploaded image.
@@ -30,7 +43,7 @@ async function api(url, options) {
 function fromUrl() {
   const params = new URLSearchParams(location.search);
   const search = new URLSearchParams();
-  for (const name of ["q", "like", "in", "min_score"]) {
+  for (const name of ["q", "like", ...FILTERS.map(([name]) => name)]) {
     for (const value of params.getAll(name)) if (value.trim()) search.append(name, value);
   }
   return search.has("q") || search.has("like") ? search : null;
@@ -38,9 +51,11 @@ function fromUrl() {
 
 // The filters of the form, added to `search`.
 function withFilters(search) {
-  for (const [name, input] of [["in", $("in")], ["min_score", $("min-score")]]) {
+  for (const [name, id] of FILTERS) {
+    const value = $(id).value.trim();
     search.delete(name);
-    if (input.value.trim()) search.set(name, input.value.trim());
+    // Best match is the default order: the URL says only what differs.
+    if (value && !(name === "sort" && value === "score")) search.set(name, value);
   }
   return search;
 }
@@ -65,7 +80,9 @@ async function loadMore() {
   const asked = current;
   const offset = $("results").children.length;
   const params = new URLSearchParams(asked.params);
-  params.set("k", PAGE);
+  const byDate = params.get("sort") === "date";
+  const page = byDate ? BY_DATE : PAGE;
+  params.set("k", page);
   params.set("offset", offset);
   $("more").hidden = false;
   try {
@@ -78,7 +95,7 @@ async function loadMore() {
       : await api("/api/search?" + params);
     if (asked !== current) return;
     for (const hit of body.results) $("results").append(result(hit));
-    exhausted = body.results.length < PAGE;
+    exhausted = byDate || body.results.length < page;
     const count = $("results").children.length;
     $("summary").textContent = count === 0 ? "Nothing found." : `${count} result${count === 1 ? "" : "s"}`;
   } catch (err) {
@@ -110,6 +127,14 @@ function result(hit) {
   score.className = "score";
   score.textContent = hit.score.toFixed(4);
   link.append(img, score);
+  if (hit.taken) {
+    // The day and time as the photo's own clock read it: "2021-07-14 18:03".
+    const taken = document.createElement("time");
+    taken.className = "taken";
+    taken.dateTime = hit.taken;
+    taken.textContent = hit.taken.slice(0, 16).replace("T", " ");
+    link.append(taken);
+  }
   link.addEventListener("click", (event) => {
     event.preventDefault();
     openViewer(hit);
@@ -198,8 +223,8 @@ function start() {
     if (!q) return;
     go(withFilters(new URLSearchParams({ q })));
   });
-  for (const input of [$("in"), $("min-score")]) {
-    input.addEventListener("change", () => {
+  for (const [, id] of FILTERS) {
+    $(id).addEventListener("change", () => {
       if (current && current.image) run({ ...current, params: withFilters(new URLSearchParams()) });
       else if (current) go(withFilters(new URLSearchParams(current.params)));
     });
@@ -250,8 +275,9 @@ function start() {
   const load = () => {
     const search = fromUrl();
     $("q").value = search ? search.get("q") || "" : "";
-    $("in").value = search ? search.get("in") || "" : "";
-    $("min-score").value = search ? search.get("min_score") || "" : "";
+    for (const [name, id] of FILTERS) {
+      $(id).value = (search && search.get(name)) || (name === "sort" ? "score" : "");
+    }
     if (search) run({ params: search });
   };
   window.addEventListener("popstate", load);
