@@ -81,7 +81,8 @@ pub enum Command {
     /// deletes or moves anything).
     #[command(after_help = DUPES_HELP)]
     Dupes(DupesArgs),
-    /// Serve a web gallery and a JSON API over the index (read-only; loopback by default).
+    /// Serve a web gallery and a JSON API over the index (read-only unless --watch; loopback by
+    /// default).
     #[command(after_help = SERVE_HELP)]
     Serve(ServeArgs),
     /// Print the embeddings of images or texts.
@@ -232,8 +233,10 @@ pub struct DupesArgs {
 }
 
 const SERVE_HELP: &str = "Open the printed URL in a browser. The API: GET /api/search?q=TEXT&k=N\
-[&offset=N][&in=DIR][&like=ID]..., POST /api/search with an image, GET /api/texts, /api/status, \
-/api/thumbnail/ID, /api/image/ID. Only indexed files are served, by their ids.\n\n\
+[&offset=N][&in=DIR][&min_score=S][&after=DATE][&before=DATE][&camera=TEXT][&sort=score|date]\
+[&like=ID]..., POST /api/search with an image, GET /api/texts, /api/status, \
+/api/thumbnail/ID, /api/image/ID. Only indexed files are served, by their ids. With --watch, \
+/api/status says what the watcher is doing (indexing).\n\n\
 Exit status: 0 after a clean stop (Ctrl-C, SIGTERM), 2 on error.";
 
 #[derive(Debug, Args)]
@@ -257,6 +260,22 @@ pub struct ServeArgs {
     /// body, before it is disconnected.
     #[arg(long, default_value_t = 10.0, value_name = "SECS", value_parser = positive_seconds)]
     pub client_timeout: f64,
+
+    /// Keep these folders indexed while serving: index them, then apply changes as they
+    /// happen (the server is then the index's writer: an `xsearch index` beside it is refused).
+    #[arg(long, num_args = 1.., value_name = "DIR")]
+    pub watch: Vec<PathBuf>,
+
+    /// With --watch: seconds between full rescans, which find what file system events miss
+    /// (network shares, changes made by other machines).
+    #[arg(
+        long,
+        default_value_t = 300,
+        value_name = "SECS",
+        requires = "watch",
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub rescan: u64,
 }
 
 fn positive_seconds(text: &str) -> Result<f64, String> {

@@ -15,7 +15,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use xsearch::{Engine, EngineOptions, IngestOptions, OpenMode, RawPairs, INDEX_FORMAT_VERSION};
+use xsearch::{
+    Engine, EngineOptions, IngestOptions, OpenMode, RawPairs, WatchOptions, INDEX_FORMAT_VERSION,
+};
 
 use crate::args::{Cli, Command, GlobalArgs, RawPairsArg, TextsCommand};
 use crate::output::Printer;
@@ -116,12 +118,21 @@ fn run(cli: Cli) -> Result<Outcome> {
         Command::Serve(args) => {
             // Checked before the model loads: a refused address costs nothing.
             let token = serve::Token::new(args.addr, args.token.as_deref())?;
-            let options = index_options(global)?
-                .mode(OpenMode::Read)
-                .preload_text(true);
+            // Watching makes the server the index's writer, as `xsearch index` is.
+            let watch = (!args.watch.is_empty()).then(|| serve::Watch {
+                roots: args.watch.clone(),
+                options: WatchOptions::default()
+                    .rescan_every(std::time::Duration::from_secs(args.rescan)),
+            });
+            let mode = if watch.is_some() {
+                OpenMode::Create
+            } else {
+                OpenMode::Read
+            };
+            let options = index_options(global)?.mode(mode).preload_text(true);
             let engine = open_engine(&options, global.quiet, &download)?;
             let timeout = std::time::Duration::from_secs_f64(args.client_timeout);
-            serve::run(engine, args.addr, token, timeout)?;
+            serve::run(engine, args.addr, token, timeout, watch)?;
             Ok(Outcome::Found)
         }
     }

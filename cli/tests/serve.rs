@@ -927,6 +927,75 @@ fn the_server_sees_what_an_index_run_beside_it_publishes() {
     server.stop();
 }
 
+/// Polls `/api/search` until `done` holds for its paths (within 20 s); the paths.
+fn poll_search(server: &Server, done: impl Fn(&[String]) -> bool) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let found = paths(&server.get("/api/search?q=a+shape&k=10").json());
+        if done(&found) {
+            return found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still {found:?} after 20 s: {}",
+            server.stderr.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Polls `/api/status` until the watcher has applied `passes` passes (within 20 s).
+fn poll_status(server: &Server, passes: u64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = server.get("/api/status").json();
+        if status["indexing"]["passes"].as_u64() >= Some(passes) {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "{status}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn with_watch_a_photo_copied_in_is_found_and_gone_once_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let watched = std::path::absolute(dir.path().join("watched")).unwrap();
+    std::fs::create_dir_all(&watched).unwrap();
+    let source = dir.path().join("source");
+    let items = xsearch_shapes::write_dataset(&source, 1, 11).unwrap();
+    let index = dir.path().join("index");
+    let server = Server::start(&index, &["--watch", watched.to_str().unwrap()]);
+    // The initial pass over the empty folder: one pass, nothing in it.
+    let status = poll_status(&server, 1);
+    let indexing = &status["indexing"];
+    assert_eq!(
+        indexing["roots"],
+        serde_json::json!([watched.to_str().unwrap()])
+    );
+    assert_eq!(indexing["last"]["pass"], "initial");
+    assert_eq!(indexing["last"]["found"], 0);
+    assert_eq!(status["images"], 0);
+    assert!(paths(&server.get("/api/search?q=a+shape").json()).is_empty());
+
+    // Copied in (written beside it, then renamed, as a finished copy appears).
+    let photo = watched.join(&items[0].file);
+    std::fs::copy(source.join(&items[0].file), dir.path().join("part")).unwrap();
+    std::fs::rename(dir.path().join("part"), &photo).unwrap();
+    let found = poll_search(&server, |found| !found.is_empty());
+    assert_eq!(found, [photo.to_str().unwrap()]);
+    // The pass is published before the watcher's report of it reaches the status.
+    let status = poll_status(&server, 2);
+    assert_eq!(status["images"], 1);
+    assert_eq!(status["indexing"]["busy"], false);
+    assert_eq!(status["indexing"]["last"]["added"], 1);
+
+    std::fs::remove_file(&photo).unwrap();
+    poll_search(&server, <[String]>::is_empty);
+    assert_eq!(server.get("/api/status").json()["images"], 0);
+    server.stop();
+}
+
 #[test]
 fn hundreds_of_concurrent_searches_all_succeed_with_the_same_answer() {
     let world = world();

@@ -26,9 +26,9 @@ struct SummaryRecord<'a> {
     seconds: f64,
 }
 
-/// The summary's counts, as JSON.
-#[derive(Serialize)]
-struct IndexSummaryFields {
+/// The summary's counts, as JSON (here and in `serve --watch`'s status).
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct IndexSummaryFields {
     found: usize,
     unchanged: usize,
     added: usize,
@@ -239,7 +239,7 @@ fn report(
     Ok(())
 }
 
-fn pass_name(pass: Pass) -> &'static str {
+pub(crate) fn pass_name(pass: Pass) -> &'static str {
     match pass {
         Pass::Initial => "initial",
         Pass::Changes => "changes",

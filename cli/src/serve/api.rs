@@ -278,8 +278,8 @@ struct StatusRecord {
     texts: usize,
     failures_total: usize,
     failures: Vec<FailureRecord>,
-    /// Progress of an ingest this server runs: none yet (`--watch` will).
-    indexing: Option<()>,
+    /// What the watcher does, with `--watch`.
+    indexing: Option<super::watcher::Indexing>,
 }
 
 #[derive(Serialize)]
@@ -313,7 +313,7 @@ async fn status(State(app): State<App>, uri: Uri) -> Result<Response, ApiError> 
                         reason: f.reason,
                     })
                     .collect(),
-                indexing: None,
+                indexing: app.indexing.as_ref().map(|p| p.snapshot()),
             })
         })
         .await?;

@@ -1,9 +1,10 @@
-//! `xsearch serve`: a web gallery and a JSON API over a read-only engine.
+//! `xsearch serve`: a web gallery and a JSON API over an engine, read-only unless `--watch`.
 //!
 //! - `mod.rs`: start (bind, the `listening on` line), the accept loop (hyper's HTTP/1 with a
 //!   header read timeout), the view refresh, graceful stop on SIGINT/SIGTERM;
 //! - `api.rs`: the routes; `params.rs`: their parameters, checked; `error.rs`: JSON errors;
-//! - `auth.rs`: the token; `thumbs.rs`: the thumbnail cache; `page/`: the embedded web page.
+//! - `auth.rs`: the token; `thumbs.rs`: the thumbnail cache; `page/`: the embedded web page;
+//! - `watcher.rs`: `--watch`, the watcher on its own thread, and its progress for the status.
 //!
 //! The engine's calls block (the model, the index): they run on tokio's blocking threads, at
 //! most `work` of them at once, so the async workers keep accepting and timing out clients.
@@ -14,8 +15,10 @@ mod error;
 mod page;
 mod params;
 mod thumbs;
+mod watcher;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,11 +29,12 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use xsearch::Engine;
+use xsearch::{Engine, WatchOptions};
 
 pub use auth::Token;
 use error::ApiError;
 use thumbs::Thumbs;
+use watcher::{Progress, Watcher};
 
 /// What every request shares.
 pub struct Shared {
@@ -39,6 +43,14 @@ pub struct Shared {
     token: Option<Token>,
     /// Engine calls running at once: each uses a core (and the model's threads besides).
     work: Semaphore,
+    /// With `--watch`: what the watcher is doing.
+    indexing: Option<Progress>,
+}
+
+/// `--watch`: the folders to keep indexed, and how.
+pub struct Watch {
+    pub roots: Vec<PathBuf>,
+    pub options: WatchOptions,
 }
 
 type App = Arc<Shared>;
@@ -50,12 +62,15 @@ const REFRESH_EVERY: Duration = Duration::from_secs(1);
 /// How long a stop waits for requests in flight.
 const DRAIN: Duration = Duration::from_secs(10);
 
-/// Serves `engine` on `addr` until SIGINT or SIGTERM.
+/// Serves `engine` on `addr` until SIGINT or SIGTERM; with `watch`, keeps the index in step
+/// with its folders meanwhile (the engine is then the writer). A watcher that fails stops the
+/// server with its error.
 pub fn run(
     engine: Engine,
     addr: SocketAddr,
     token: Option<Token>,
     timeout: Duration,
+    watch: Option<Watch>,
 ) -> Result<()> {
     let index = engine
         .index_dir()
@@ -67,15 +82,29 @@ pub fn run(
         thumbs: Thumbs::open(&index),
         token,
         work: Semaphore::new(cores.max(2)),
+        indexing: watch.as_ref().map(|w| Progress::new(&w.roots)),
     });
-    tokio::runtime::Builder::new_multi_thread()
+    let (ended, watcher_ended) = tokio::sync::oneshot::channel();
+    let watcher = watch
+        .map(|w| Watcher::start(&app, w.roots, w.options, ended))
+        .transpose()
+        .context("could not start the watcher")?;
+    let served = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("could not start the server's threads")?
-        .block_on(serve(app, addr, timeout))
+        .block_on(serve(app, addr, timeout, watcher_ended));
+    // After the drain: the watcher's pass under way commits whole, then it ends.
+    let watched = watcher.map_or(Ok(()), Watcher::stop);
+    served.and(watched)
 }
 
-async fn serve(app: App, addr: SocketAddr, timeout: Duration) -> Result<()> {
+async fn serve(
+    app: App,
+    addr: SocketAddr,
+    timeout: Duration,
+    watcher_ended: tokio::sync::oneshot::Receiver<()>,
+) -> Result<()> {
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("{addr}: could not listen"))?;
@@ -84,7 +113,14 @@ async fn serve(app: App, addr: SocketAddr, timeout: Duration) -> Result<()> {
     tokio::spawn(refresh(Arc::clone(&app)));
     let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let graceful = GracefulShutdown::new();
-    let mut stop = std::pin::pin!(stop_signal()?);
+    let signal = stop_signal()?;
+    // A watcher ends before a stop only when it fails; without one, the sender is dropped.
+    let mut stop = std::pin::pin!(async move {
+        tokio::select! {
+            () = signal => {}
+            Ok(()) = watcher_ended => {}
+        }
+    });
     eprintln!("listening on http://{local}/");
     loop {
         let permit = tokio::select! {

@@ -176,6 +176,17 @@ async function openViewer(hit) {
   }
 }
 
+// The watcher's state (`xsearch serve --watch`) in words.
+function indexingText(indexing) {
+  if (!indexing) return "Not watching folders: run xsearch index to add photos.";
+  const roots = indexing.roots.join(", ");
+  if (indexing.busy) return `Watching ${roots}: indexing, ${indexing.done} of ${indexing.pending} files done.`;
+  const last = indexing.last;
+  if (!last) return `Watching ${roots}: starting.`;
+  return `Watching ${roots}: up to date. Last pass (${last.pass}, ${last.seconds.toFixed(2)} s): ` +
+    `${last.added} added, ${last.updated} updated, ${last.removed} removed, ${last.failed} failed.`;
+}
+
 async function showStatus() {
   const view = $("status");
   view.hidden = false;
@@ -196,9 +207,7 @@ async function showStatus() {
       detail.textContent = value;
       counts.append(term, detail);
     }
-    $("status-indexing").textContent = status.indexing
-      ? `Indexing: ${JSON.stringify(status.indexing)}`
-      : "Not indexing.";
+    $("status-indexing").textContent = indexingText(status.indexing);
     const failures = $("status-failures");
     failures.replaceChildren();
     for (const f of status.failures) {
