@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use xsearch_index::{Id, IdFilter, ImageMeta, Pair, Record, TakenSource};
 
 use crate::keys::key_path;
-use crate::Error;
+use crate::{Error, ImageId};
 
 /// The default cosine similarity at or above which two images are near-duplicates, chosen on
 /// the near-duplicate set of `examples/dupes_threshold.rs` (see `BENCHMARKS.md`, "Duplicates":
@@ -90,8 +90,12 @@ pub struct DupGroup {
     pub score: f32,
     /// The files, absolute, sorted.
     pub paths: Vec<PathBuf>,
+    /// Their images' ids, in the order of `paths`.
+    pub ids: Vec<ImageId>,
     /// The suggested keeper, one of `paths` (see above).
     pub keep: PathBuf,
+    /// The keeper's id.
+    pub keep_id: ImageId,
 }
 
 /// One indexed image, as the keeper rule and the grouping see it.
@@ -224,14 +228,16 @@ impl Group<'_> {
     }
 
     fn into_public(self) -> DupGroup {
-        let keep = self.members[0].path.clone();
-        let mut paths: Vec<PathBuf> = self.members.into_iter().map(|m| m.path.clone()).collect();
-        paths.sort();
+        let keeper = self.members[0];
+        let mut members = self.members;
+        members.sort_by(|x, y| x.path.cmp(&y.path));
         DupGroup {
             kind: self.kind,
             score: self.score,
-            paths,
-            keep,
+            paths: members.iter().map(|m| m.path.clone()).collect(),
+            ids: members.iter().map(|m| ImageId(m.id)).collect(),
+            keep: keeper.path.clone(),
+            keep_id: ImageId(keeper.id),
         }
     }
 }
@@ -447,10 +453,15 @@ mod tests {
             ]
         );
         assert_eq!(groups[0].keep, Path::new("/p/copies/old.jpg"));
+        // The ids in the order of the paths (the fake's ids are the items' places).
+        assert_eq!(groups[0].ids, [ImageId(0), ImageId(1), ImageId(2)]);
+        assert_eq!(groups[0].keep_id, ImageId(1));
         assert_eq!(groups[1].kind, DupKind::Near);
         assert_eq!(paths(&groups[1]), ["/p/copies/old.jpg", "/p/small.jpg"]);
+        assert_eq!(groups[1].ids, [ImageId(1), ImageId(3)]);
         // The one with more pixels is kept, though the smaller is older.
         assert_eq!(groups[1].keep, Path::new("/p/copies/old.jpg"));
+        assert_eq!(groups[1].keep_id, ImageId(1));
 
         // Among equals in size and age, the shorter path is kept.
         let copies = Fake::new(&[

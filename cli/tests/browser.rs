@@ -552,6 +552,62 @@ fn newest_first_shows_the_apis_date_order_with_each_date() {
 }
 
 #[test]
+fn the_duplicates_view_shows_the_apis_groups_with_the_keeper_marked() {
+    let Some((gallery, browser, _turn)) = open(DESKTOP) else {
+        return;
+    };
+    // A byte copy of a photo, indexed by a run beside the server, which sees it within a second.
+    let original = gallery.photos.join(&gallery.items[0].file);
+    let copy = gallery.photos.join("copy-of-first.png");
+    std::fs::copy(&original, &copy).unwrap();
+    let out = gallery.sb.run(
+        SHAPES,
+        &["index", "--quiet", gallery.photos.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let groups = browser.wait_for("the copy in /api/dupes", WAIT, || {
+        let response = ureq::get(&format!("{}api/dupes", gallery.server.url))
+            .call()
+            .ok()?;
+        let mut body: Value = serde_json::from_reader(response.into_reader()).ok()?;
+        let groups = body["groups"].take();
+        let exact = groups
+            .as_array()?
+            .iter()
+            .any(|g| g["kind"] == "exact" && g["images"].as_array().is_some_and(|i| i.len() == 2));
+        exact.then_some(groups)
+    });
+    browser.goto(&gallery.server.url);
+    browser.find("a#dupes-link").click();
+    // Each group a row of its images' thumbnails, in the API's order, the keeper marked.
+    let shown = browser.wait_for_script(
+        "the duplicate groups",
+        WAIT,
+        "const rows = [...document.querySelectorAll('#dupes .dupe-group')];
+         if (!document.querySelector('#dupes').checkVisibility() || rows.length === 0) return null;
+         return rows.map(row => ({
+           ids: [...row.querySelectorAll('a')].map(a => a.dataset.id),
+           keep: [...row.querySelectorAll('a.keep')].map(a => a.dataset.id),
+           thumbnails: [...row.querySelectorAll('img')].map(i => new URL(i.src).pathname),
+         }));",
+    );
+    let expected: Vec<Value> = groups
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|group| {
+            let images = group["images"].as_array().unwrap();
+            json!({
+                "ids": images.iter().map(id_of).collect::<Vec<_>>(),
+                "keep": [group["keep"]],
+                "thumbnails": images.iter().map(|i| i["thumbnail"].clone()).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    assert_eq!(shown, json!(expected));
+}
+
+#[test]
 fn the_status_view_counts_the_library_and_api_errors_are_shown() {
     let Some((gallery, browser, _turn)) = open(DESKTOP) else {
         return;

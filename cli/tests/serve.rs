@@ -997,6 +997,100 @@ fn with_watch_a_photo_copied_in_is_found_and_gone_once_deleted() {
 }
 
 #[test]
+fn dupes_groups_planted_byte_copies_with_ids_thumbnails_and_the_keeper() {
+    let dir = tempfile::tempdir().unwrap();
+    let photos = std::path::absolute(dir.path().join("photos")).unwrap();
+    let items = xsearch_shapes::write_dataset(&photos, 6, 21).unwrap();
+    // The first image, copied byte for byte twice, each copy newer than the one before.
+    let original = photos.join(&items[0].file);
+    let copies = photos.join("copies");
+    std::fs::create_dir_all(&copies).unwrap();
+    let base = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    for (i, path) in [original.clone(), copies.join("a.png"), copies.join("b.png")]
+        .iter()
+        .enumerate()
+    {
+        if i > 0 {
+            std::fs::copy(&original, path).unwrap();
+        }
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(base + Duration::from_secs(60 * i as u64))
+            .unwrap();
+    }
+    let index = dir.path().join("index");
+    run_ok(xsearch(&index).arg("index").arg(&photos));
+    let server = Server::start(&index, &[]);
+    // Every image's id, as search gives it.
+    let all = server.get("/api/search?q=a+shape&k=100").json();
+    let id_of = |path: &Path| {
+        all["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["path"] == path.to_str().unwrap())
+            .unwrap_or_else(|| panic!("{path:?} not in {all}"))["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let image = |path: &Path| {
+        let id = id_of(path);
+        serde_json::json!({
+            "id": id,
+            "path": path.to_str().unwrap(),
+            "thumbnail": format!("/api/thumbnail/{id}"),
+        })
+    };
+
+    // The three copies, sorted by path; the oldest is the keeper.
+    let exact = |paths: &[&Path], keep: &Path| {
+        serde_json::json!({
+            "group": 1,
+            "kind": "exact",
+            "score": 1.0,
+            "images": paths.iter().map(|p| image(p)).collect::<Vec<_>>(),
+            "keep": id_of(keep),
+        })
+    };
+    let (a, b) = (copies.join("a.png"), copies.join("b.png"));
+    let mut three = vec![original.as_path(), a.as_path(), b.as_path()];
+    three.sort();
+    let groups = server.get("/api/dupes?threshold=1").json();
+    assert_eq!(
+        groups,
+        serde_json::json!({ "groups": [exact(&three, &original)] })
+    );
+    // Within copies/: the two copies, the older kept.
+    let groups = server
+        .get(&format!(
+            "/api/dupes?in={}",
+            copies.to_str().unwrap().replace('/', "%2F")
+        ))
+        .json();
+    assert_eq!(
+        groups,
+        serde_json::json!({ "groups": [exact(&[&a, &b], &a)] })
+    );
+
+    for (target, said) in [
+        (
+            "threshold=0",
+            "threshold=0: give a number above 0 and at most 1",
+        ),
+        ("threshold=x", "threshold=x"),
+        ("in=copies", "in=copies: give an absolute folder"),
+        ("k=3", "unknown parameter `k`"),
+    ] {
+        let err = server.get(&format!("/api/dupes?{target}")).error(400);
+        assert!(err.starts_with(said), "{target}: {err}");
+    }
+    server.stop();
+}
+
+#[test]
 fn hundreds_of_concurrent_searches_all_succeed_with_the_same_answer() {
     let world = world();
     let server = Server::start(&world.index, &[]);
@@ -1070,6 +1164,8 @@ fn the_page_and_its_assets_are_embedded_and_follow_the_dom_contract() {
         "id=\"more\"",
         "id=\"status\"",
         "id=\"status-link\"",
+        "id=\"dupes-link\"",
+        "id=\"dupes\"",
         "id=\"error\"",
         "name=\"viewport\"",
     ] {

@@ -28,10 +28,7 @@ pub fn run(engine: &Engine, args: &DupesArgs, printer: &mut Printer) -> Result<O
     for (i, group) in groups.iter().enumerate() {
         let record = GroupRecord {
             group: i + 1,
-            kind: match group.kind {
-                DupKind::Exact => "exact",
-                DupKind::Near => "near",
-            },
+            kind: kind_name(group.kind),
             score: score4(group.score),
             paths: group.paths.iter().map(|p| path_text(p)).collect(),
             keep: path_text(&group.keep),
@@ -44,6 +41,14 @@ pub fn run(engine: &Engine, args: &DupesArgs, printer: &mut Printer) -> Result<O
     } else {
         Outcome::Found
     })
+}
+
+/// A group's kind as JSON says it (here and in `serve`'s `/api/dupes`).
+pub(crate) fn kind_name(kind: DupKind) -> &'static str {
+    match kind {
+        DupKind::Exact => "exact",
+        DupKind::Near => "near",
+    }
 }
 
 /// A group for people: a heading, then one file a line, the keeper marked.

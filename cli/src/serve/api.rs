@@ -37,6 +37,7 @@ pub fn router(app: App, timeout: Duration) -> Router {
         .route("/api/search", get(search_get).post(search_post))
         .route("/api/texts", get(texts))
         .route("/api/status", get(status))
+        .route("/api/dupes", get(super::dupes::dupes))
         .route("/api/thumbnail/{id}", get(thumbnail))
         .route("/api/image/{id}", get(image))
         .fallback(|| async { ApiError::not_found() })

@@ -2,7 +2,7 @@
 //!
 //! - `mod.rs`: start (bind, the `listening on` line), the accept loop (hyper's HTTP/1 with a
 //!   header read timeout), the view refresh, graceful stop on SIGINT/SIGTERM;
-//! - `api.rs`: the routes; `params.rs`: their parameters, checked; `error.rs`: JSON errors;
+//! - `api.rs`: the routes (`dupes.rs`: `/api/dupes`); `params.rs`: their parameters, checked; `error.rs`: JSON errors;
 //! - `auth.rs`: the token; `thumbs.rs`: the thumbnail cache; `page/`: the embedded web page;
 //! - `watcher.rs`: `--watch`, the watcher on its own thread, and its progress for the status.
 //!
@@ -11,6 +11,7 @@
 
 mod api;
 mod auth;
+mod dupes;
 mod error;
 mod page;
 mod params;

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::SystemTime;
 
-use xsearch::{ImageId, Query, SearchOptions, Sort, Term};
+use xsearch::{DupesOptions, ImageId, Query, SearchOptions, Sort, Term};
 
 use super::error::ApiError;
 
@@ -150,6 +150,60 @@ impl SearchParams {
         }
         Ok(Some(query).filter(|q| !q.terms.is_empty()))
     }
+}
+
+/// What `/api/dupes` asks for, checked.
+#[derive(Debug, Default)]
+pub struct DupesParams {
+    pub threshold: Option<f32>,
+    pub within: Option<PathBuf>,
+}
+
+impl DupesParams {
+    pub fn parse(pairs: Vec<(String, String)>) -> Result<Self, ApiError> {
+        let mut params = DupesParams::default();
+        for (name, value) in pairs {
+            match name.as_str() {
+                "threshold" if params.threshold.is_none() => {
+                    params.threshold = Some(threshold(&value)?);
+                }
+                "in" if params.within.is_none() => params.within = Some(within(&value)?),
+                "threshold" | "in" => {
+                    return Err(ApiError::bad_request(format!("`{name}` is given twice")))
+                }
+                _ => {
+                    return Err(ApiError::bad_request(format!(
+                        "unknown parameter `{name:.40}`"
+                    )))
+                }
+            }
+        }
+        Ok(params)
+    }
+
+    pub fn options(&self) -> DupesOptions {
+        let mut options = DupesOptions::default();
+        if let Some(threshold) = self.threshold {
+            options = options.threshold(threshold);
+        }
+        if let Some(dir) = &self.within {
+            options = options.within(dir);
+        }
+        options
+    }
+}
+
+/// A similarity above 0 and at most 1, as `xsearch dupes --threshold` takes.
+fn threshold(value: &str) -> Result<f32, ApiError> {
+    value
+        .parse::<f32>()
+        .ok()
+        .filter(|t| *t > 0.0 && *t <= 1.0)
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "threshold={value:.40}: give a number above 0 and at most 1"
+            ))
+        })
 }
 
 fn number(name: &str, value: &str, min: usize, max: usize) -> Result<usize, ApiError> {

@@ -220,6 +220,50 @@ async function showStatus() {
   }
 }
 
+// The duplicate groups, each a row of thumbnails, the suggested keeper marked `.keep`.
+async function showDupes() {
+  const view = $("dupes");
+  view.hidden = false;
+  $("dupes-summary").textContent = "Looking for duplicates...";
+  const list = $("dupes-groups");
+  list.replaceChildren();
+  try {
+    const body = await api("/api/dupes");
+    for (const group of body.groups) {
+      const row = document.createElement("div");
+      row.className = "dupe-group";
+      row.dataset.kind = group.kind;
+      const label = document.createElement("p");
+      label.textContent = `${group.kind === "exact" ? "Identical files" : "Near duplicates"} ` +
+        `(similarity ${group.score.toFixed(4)})`;
+      row.append(label);
+      for (const image of group.images) {
+        const link = document.createElement("a");
+        link.href = `/api/image/${encodeURIComponent(image.id)}`;
+        link.target = "_blank";
+        link.rel = "noopener noreferrer";
+        link.dataset.id = image.id;
+        link.title = image.id === group.keep ? `${image.path} (suggested keeper)` : image.path;
+        if (image.id === group.keep) link.className = "keep";
+        const img = document.createElement("img");
+        img.src = image.thumbnail;
+        img.alt = image.path.split("/").pop();
+        img.loading = "lazy";
+        link.append(img);
+        row.append(link);
+      }
+      list.append(row);
+    }
+    const n = body.groups.length;
+    $("dupes-summary").textContent = n === 0
+      ? "No duplicates found."
+      : `${n} group${n === 1 ? "" : "s"}; the suggested keeper of each is outlined.`;
+  } catch (err) {
+    $("dupes-summary").textContent = "";
+    showError(err.message);
+  }
+}
+
 function searchWithImage(file) {
   if (!file) return;
   run({ params: withFilters(new URLSearchParams()), image: file });
@@ -250,6 +294,11 @@ function start() {
     showStatus();
   });
   $("status-close").addEventListener("click", () => ($("status").hidden = true));
+  $("dupes-link").addEventListener("click", (event) => {
+    event.preventDefault();
+    showDupes();
+  });
+  $("dupes-close").addEventListener("click", () => ($("dupes").hidden = true));
 
   let drags = 0;
   document.addEventListener("dragenter", (event) => {
@@ -292,6 +341,7 @@ function start() {
   window.addEventListener("popstate", load);
   load();
   if (location.hash === "#status") showStatus();
+  if (location.hash === "#dupes") showDupes();
 }
 
 start();
