@@ -20,7 +20,8 @@ const $ = (id) => document.getElementById(id);
 
 // What the results on screen answer: URL parameters, or an uploaded image.
 let current = null;
-let loading = false;
+// The search whose page is being fetched: a new search does not wait for an older one's page.
+let loading = null;
 let exhausted = true;
 
 function showError(message) {
@@ -75,9 +76,9 @@ function run(what) {
 }
 
 async function loadMore() {
-  if (!current || loading || exhausted) return;
-  loading = true;
+  if (!current || loading === current || exhausted) return;
   const asked = current;
+  loading = asked;
   const offset = $("results").children.length;
   const params = new URLSearchParams(asked.params);
   const byDate = params.get("sort") === "date";
@@ -104,8 +105,10 @@ async function loadMore() {
       exhausted = true;
     }
   } finally {
-    loading = false;
-    $("more").hidden = exhausted;
+    if (loading === asked) {
+      loading = null;
+      $("more").hidden = exhausted;
+    }
   }
   // The observer fires on changes only: a sentinel still in view after a page asks again.
   if (!exhausted && asked === current && $("more").getBoundingClientRect().top < innerHeight + 600) {
