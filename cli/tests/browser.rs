@@ -9,7 +9,7 @@
 
 #![cfg(unix)]
 
-#[path = "browser/server.rs"]
+#[path = "common/server.rs"]
 mod server;
 #[path = "browser/webdriver.rs"]
 mod webdriver;

@@ -2,11 +2,16 @@
 //! of the shapes world, spoken to over plain TCP (so requests go out exactly as written, `..`
 //! and bad escapes included). The API contract, safety, the token, thumbnails, freshness, load.
 
+#![cfg(unix)]
+
+#[path = "common/server.rs"]
+mod server;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Barrier, Mutex, OnceLock};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Barrier, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -68,11 +73,11 @@ fn world() -> &'static World {
     })
 }
 
-/// A running `xsearch serve`; killed if a test fails before stopping it.
+/// A running `xsearch serve` (stopped by pid when a test fails before stopping it), and the
+/// requests the tests send it.
 struct Server {
-    child: Child,
+    process: server::Server,
     addr: SocketAddr,
-    stderr: Arc<Mutex<String>>,
 }
 
 impl Server {
@@ -86,39 +91,15 @@ impl Server {
         if !tz.is_empty() {
             cmd.env("TZ", tz);
         }
-        let mut child = cmd
-            .args(["serve", "--addr", "127.0.0.1:0"])
-            .args(args)
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let mut seen = String::new();
-        let addr = loop {
-            let line = lines
-                .next()
-                .unwrap_or_else(|| panic!("serve ended before listening: {seen}"))
-                .unwrap();
-            if let Some(url) = line.strip_prefix("listening on http://") {
-                break url.strip_suffix('/').unwrap().parse().unwrap();
-            }
-            seen.push_str(&line);
-            seen.push('\n');
-        };
-        let stderr = Arc::new(Mutex::new(seen));
-        let sink = Arc::clone(&stderr);
-        std::thread::spawn(move || {
-            for line in lines.map_while(Result::ok) {
-                let mut sink = sink.lock().unwrap();
-                sink.push_str(&line);
-                sink.push('\n');
-            }
-        });
-        Server {
-            child,
-            addr,
-            stderr,
-        }
+        cmd.args(["serve", "--addr", "127.0.0.1:0"]).args(args);
+        let process = server::Server::start(cmd);
+        let addr = process.addr();
+        Server { process, addr }
+    }
+
+    /// What the server printed on stderr so far.
+    fn log(&self) -> String {
+        self.process.log()
     }
 
     fn send(&self, raw: &[u8]) -> Response {
@@ -146,22 +127,11 @@ impl Server {
         self.send(&raw)
     }
 
-    /// SIGTERM, then the exit status, which must be 0, and nothing on stderr but the line.
-    fn stop(mut self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let exit = self.child.wait().unwrap();
-        assert_eq!(exit.code(), Some(0), "{}", self.stderr.lock().unwrap());
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    /// SIGTERM, then the exit status, which must be 0.
+    fn stop(self) {
+        let log = self.log();
+        let exit = self.process.stop();
+        assert_eq!(exit.code(), Some(0), "{log}");
     }
 }
 
@@ -938,7 +908,7 @@ fn poll_search(server: &Server, done: impl Fn(&[String]) -> bool) -> Vec<String>
         assert!(
             Instant::now() < deadline,
             "still {found:?} after 20 s: {}",
-            server.stderr.lock().unwrap()
+            server.log()
         );
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -1,8 +1,10 @@
-//! `xsearch serve` as a child process for the browser tests: started on a port the system
-//! picks, its address read from the one line it prints once listening, stopped with SIGTERM.
+//! `xsearch serve` as a child process for the serve and browser tests: started on a port the
+//! system picks, its address read from the one line it prints once listening, stopped with
+//! SIGTERM (by its pid, never by name).
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -14,6 +16,8 @@ pub struct Server {
     pub url: String,
     // Everything it printed on stderr, for failure messages.
     log: Arc<Mutex<String>>,
+    // Set once `stop` has reaped it, so that drop signals no pid the system may have reused.
+    stopped: bool,
 }
 
 impl Server {
@@ -68,19 +72,48 @@ impl Server {
             url.starts_with("http://127.0.0.1:") && url.ends_with('/'),
             "{url}"
         );
-        Server { child, url, log }
+        Server {
+            child,
+            url,
+            log,
+            stopped: false,
+        }
     }
 
     /// What the server printed on stderr so far.
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
+
+    /// Its socket address, from [`Server::url`].
+    #[allow(dead_code)] // the browser tests speak to it by URL only
+    pub fn addr(&self) -> SocketAddr {
+        self.url["http://".len()..self.url.len() - 1]
+            .parse()
+            .unwrap()
+    }
+
+    /// SIGTERM, then its exit status once it has stopped.
+    #[allow(dead_code)] // the browser tests leave stopping to drop
+    pub fn stop(mut self) -> ExitStatus {
+        self.terminate();
+        let status = self.child.wait().unwrap();
+        self.stopped = true;
+        status
+    }
+
+    fn terminate(&self) {
+        // SAFETY: kill only sends a signal, to our own child, not yet reaped.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+    }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        // SAFETY: kill only sends a signal, to our own child, not yet reaped.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        if self.stopped {
+            return;
+        }
+        self.terminate();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if self.child.try_wait().unwrap().is_some() {
