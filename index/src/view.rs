@@ -32,6 +32,9 @@ pub(crate) const FILE: &str = "view";
 const TEMP: &str = "view.tmp";
 /// `XSREAD01` had no image metadata items; its readers would not know the tag.
 const MAGIC: &[u8; 8] = b"XSREAD02";
+/// The view an older build published: the next writer replaces it, and until then readers
+/// treat the index as one without a view (whose error says what to do), not as corrupt.
+const OLD_MAGIC: &[u8; 8] = b"XSREAD01";
 
 const TAG_IMAGE: u8 = 0;
 const TAG_TEXT: u8 = 1;
@@ -178,6 +181,11 @@ pub(crate) fn read_header(dir: &Path) -> Result<Header, IndexError> {
 }
 
 fn header_len(path: &Path, start: &[u8]) -> Result<usize, IndexError> {
+    if &start[..8] == OLD_MAGIC {
+        return Err(IndexError::NoView {
+            path: path.parent().unwrap_or(path).to_path_buf(),
+        });
+    }
     if &start[..8] != MAGIC {
         return Err(corrupt(path, "not a view written by this build"));
     }

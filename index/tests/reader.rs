@@ -230,6 +230,30 @@ fn a_reader_of_a_folder_that_is_not_an_index_creates_nothing() {
 }
 
 #[test]
+fn a_view_of_an_older_build_is_no_view_until_the_next_writer_publishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = Index::open_with(dir.path(), &spec(), options(0)).unwrap();
+    index.images().upsert_batch(entries(0..20)).unwrap();
+    index.close().unwrap();
+    // What the build before image metadata published: the same layout under magic `XSREAD01`.
+    let view = dir.path().join("view");
+    let mut bytes = std::fs::read(&view).unwrap();
+    bytes[..8].copy_from_slice(b"XSREAD01");
+    let content = bytes.len() - 4;
+    let crc = crc32fast::hash(&bytes[..content]).to_le_bytes();
+    bytes[content..].copy_from_slice(&crc);
+    std::fs::write(&view, bytes).unwrap();
+    assert!(matches!(
+        Reader::open_with(dir.path(), options(0)),
+        Err(IndexError::NoView { path }) if path == dir.path()
+    ));
+    let index = Index::open_with(dir.path(), &spec(), options(0)).unwrap();
+    index.close().unwrap();
+    let reader = Reader::open_with(dir.path(), options(0)).unwrap();
+    assert_eq!(reader.images().len(), 20);
+}
+
+#[test]
 fn a_writer_killed_mid_publish_leaves_the_old_view_readable() {
     let dir = tempfile::tempdir().unwrap();
     let index = Index::open_with(dir.path(), &spec(), options(0)).unwrap();
