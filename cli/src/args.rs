@@ -124,16 +124,8 @@ pub struct IndexArgs {
     #[arg(long)]
     pub watch: bool,
 
-    /// With --watch: seconds between full rescans, which find what file system events miss
-    /// (network shares, changes made by other machines).
-    #[arg(
-        long,
-        default_value_t = 300,
-        value_name = "SECS",
-        requires = "watch",
-        value_parser = clap::value_parser!(u64).range(1..)
-    )]
-    pub rescan: u64,
+    #[command(flatten)]
+    pub rescan: Rescan,
 }
 
 /// `--raw-pairs`: `jpeg` (only the JPEG) or `both`. The variants carry no doc comments on
@@ -266,16 +258,24 @@ pub struct ServeArgs {
     #[arg(long, num_args = 1.., value_name = "DIR")]
     pub watch: Vec<PathBuf>,
 
+    #[command(flatten)]
+    pub rescan: Rescan,
+}
+
+/// `--rescan`, shared by `index --watch` and `serve --watch`.
+#[derive(Debug, Args)]
+pub struct Rescan {
     /// With --watch: seconds between full rescans, which find what file system events miss
     /// (network shares, changes made by other machines).
     #[arg(
-        long,
+        id = "rescan",
+        long = "rescan",
         default_value_t = 300,
         value_name = "SECS",
         requires = "watch",
         value_parser = clap::value_parser!(u64).range(1..)
     )]
-    pub rescan: u64,
+    pub seconds: u64,
 }
 
 fn positive_seconds(text: &str) -> Result<f64, String> {

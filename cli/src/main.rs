@@ -122,7 +122,7 @@ fn run(cli: Cli) -> Result<Outcome> {
             let watch = (!args.watch.is_empty()).then(|| serve::Watch {
                 roots: args.watch.clone(),
                 options: WatchOptions::default()
-                    .rescan_every(std::time::Duration::from_secs(args.rescan)),
+                    .rescan_every(std::time::Duration::from_secs(args.rescan.seconds)),
             });
             let mode = if watch.is_some() {
                 OpenMode::Create

@@ -97,7 +97,7 @@ fn watch(
             .and_then(|_| signal_hook::flag::register(signal, Arc::clone(&stop)))
             .context("could not install the signal handlers")?;
     }
-    let options = WatchOptions::default().rescan_every(Duration::from_secs(args.rescan));
+    let options = WatchOptions::default().rescan_every(Duration::from_secs(args.rescan.seconds));
     let printer = Mutex::new(printer);
     let failed = Mutex::new(None);
     let observer = |event: WatchEvent<'_>| match event {
@@ -125,7 +125,7 @@ fn watch(
             if pass == Pass::Initial && !quiet {
                 eprintln!(
                     "watching for changes (full rescan every {}s); Ctrl-C or SIGTERM stops",
-                    args.rescan
+                    args.rescan.seconds
                 );
             }
         }
