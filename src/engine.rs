@@ -5,8 +5,8 @@ use std::sync::atomic::AtomicBool;
 
 use image::DynamicImage;
 use xsearch_index::{
-    Entry, Hit, Id, IdFilter, IdSet, ImageMeta, Index, IndexError, IndexSpec, OpenReport, Pair,
-    Reader, Taken,
+    open_remote, Backend, Entry, Hit, Id, IdFilter, IdSet, ImageMeta, Index, IndexError, IndexSpec,
+    Location, Open, OpenReport, Pair, Part, Reader, Remote, Taken,
 };
 
 use crate::decode::DecodeError;
@@ -48,7 +48,8 @@ pub struct EngineOptions {
     /// A model directory or a Hugging Face hub id (see [`crate::model::ModelFiles::resolve`]);
     /// `None`: the model the index records it was built with, else [`DEFAULT_REPO`].
     pub model: Option<String>,
-    /// The index directory, if any.
+    /// The index, if any: a directory, or a Milvus collection's URL
+    /// (`milvus://HOST:PORT/COLLECTION`, `milvus+tls://…`; see [`Location`]).
     pub index: Option<PathBuf>,
     /// Whether a missing index is created.
     pub mode: OpenMode,
@@ -84,7 +85,7 @@ impl EngineOptions {
         self
     }
 
-    /// The index directory.
+    /// The index: a directory or a Milvus URL.
     pub fn index(mut self, dir: impl Into<PathBuf>) -> Self {
         self.index = Some(dir.into());
         self
@@ -136,7 +137,7 @@ pub struct TextHit {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Status {
-    /// The index directory.
+    /// The index directory (or Milvus URL).
     pub index: PathBuf,
     /// Where the index's model came from (hub id or absolute directory), as the index
     /// records it; `None` for an index written before xsearch recorded it.
@@ -169,13 +170,20 @@ pub struct Engine {
     options: EngineOptions,
 }
 
-/// The index as the engine opened it: the writer, or a reader of what a writer published.
+/// The index as the engine opened it: the writer, or a reader of what a writer published, or
+/// an index on a server.
 // One per engine, so the variants' sizes do not matter.
 #[allow(clippy::large_enum_variant)]
 enum Store {
     Write(Index),
     /// The reader of the newest view [`Engine::refresh`] found.
     Read(Latest),
+    /// An index on a server (Milvus), which any number of processes read and write at once;
+    /// `writable` unless opened with [`OpenMode::Read`].
+    Remote {
+        remote: Box<dyn Remote>,
+        writable: bool,
+    },
 }
 
 // The server and the examples share one engine between threads: keep it so.
@@ -194,7 +202,8 @@ impl Engine {
         progress: Option<&dyn DownloadProgress>,
     ) -> Result<Self, Error> {
         if let Some(dir) = &options.index {
-            if options.mode != OpenMode::Create && !dir.exists() {
+            let is_dir = matches!(Location::parse(dir)?, Location::Dir(_));
+            if is_dir && options.mode != OpenMode::Create && !dir.exists() {
                 return Err(Error::NoIndex { path: dir.clone() });
             }
         }
@@ -221,7 +230,17 @@ impl Engine {
 
     /// What the index in `dir` holds, read without a model and without a lock: what its writer
     /// last published. Loads and resolves no model, so it works while the model is away.
+    ///
+    /// A Milvus location is asked for its counts: no lock there either.
     pub fn inspect(dir: &Path) -> Result<Status, Error> {
+        if let Location::Milvus(url) = Location::parse(dir)? {
+            let remote = open_remote(&url, Open::Any)?;
+            return Store::Remote {
+                remote,
+                writable: false,
+            }
+            .status();
+        }
         if !dir.exists() {
             return Err(Error::NoIndex {
                 path: dir.to_path_buf(),
@@ -244,7 +263,7 @@ impl Engine {
     pub fn open_report(&self) -> Option<&OpenReport> {
         match self.index.as_ref()? {
             Store::Write(index) => Some(index.open_report()),
-            Store::Read(_) => None,
+            Store::Read(_) | Store::Remote { .. } => None,
         }
     }
 
@@ -307,11 +326,17 @@ impl Engine {
     pub fn search(&self, query: &Query, options: &SearchOptions) -> Result<Vec<ImageHit>, Error> {
         let index = self.index()?;
         let vector = self.embed_query(query)?;
-        let ids = match options.image_filter() {
-            Some(filter) => index.image_ids(&filter)?,
-            None => None,
+        let ids = match (index, options.image_filter()) {
+            (Store::Remote { .. }, _) | (_, None) => None,
+            (_, Some(filter)) => index.image_ids(&filter)?,
         };
-        let hits = index.search(Collection::Images, &vector, options.k, ids.as_ref())?;
+        let hits = match index {
+            Store::Remote { remote, .. } => {
+                let conditions = options.image_filter().map(|filter| filter.conditions());
+                remote.search(Part::Images, &vector, options.k, conditions.as_ref())?
+            }
+            _ => index.search(Part::Images, &vector, options.k, ids.as_ref())?,
+        };
         let hits = hits
             .into_iter()
             .map(|hit| {
@@ -342,7 +367,7 @@ impl Engine {
     ) -> Result<Vec<TextHit>, Error> {
         let index = self.index()?;
         let vector = self.embed_query(query)?;
-        let hits = index.search(Collection::Texts, &vector, options.k, None)?;
+        let hits = index.search(Part::Texts, &vector, options.k, None)?;
         Ok(hits
             .into_iter()
             .map(|hit| TextHit {
@@ -383,7 +408,8 @@ impl Engine {
     /// anyway (`false`).
     pub fn refresh(&self) -> Result<bool, Error> {
         match self.index()? {
-            Store::Write(_) => Ok(false),
+            // A server's readers see every acknowledged write already.
+            Store::Write(_) | Store::Remote { .. } => Ok(false),
             Store::Read(latest) => latest.refresh(&self.spec()),
         }
     }
@@ -427,12 +453,12 @@ impl Engine {
 
     /// How many images are indexed.
     pub fn image_count(&self) -> Result<usize, Error> {
-        Ok(self.index()?.len(Collection::Images))
+        self.index()?.len(Part::Images)
     }
 
     /// How many texts the text collection holds.
     pub fn text_count(&self) -> Result<usize, Error> {
-        Ok(self.index()?.len(Collection::Texts))
+        self.index()?.len(Part::Texts)
     }
 
     /// Counts, model and failures of the index. Loads no tower.
@@ -498,14 +524,10 @@ fn open_model(
     if let Some(model) = &options.model {
         return Clip::open(model, progress);
     }
-    let info = match options.index.as_deref().map(xsearch_index::inspect) {
-        // A folder that holds something else is worth saying before any model is fetched.
-        Some(Err(err @ IndexError::NotAnIndex { .. })) => return Err(err.into()),
-        Some(Ok(info)) => Some(info),
-        // No index yet, or one whose view is missing or unreadable: the store decides later.
-        Some(Err(_)) | None => None,
+    let recorded = match &options.index {
+        Some(location) => recorded_model(location)?,
+        None => None,
     };
-    let recorded = info.and_then(|info| Some((info.model_source?, info.model_fingerprint)));
     let Some((location, fingerprint)) = recorded else {
         return Clip::open(DEFAULT_REPO, progress);
     };
@@ -519,19 +541,35 @@ fn open_model(
     })
 }
 
+/// Where the model of the index at `location` came from and its fingerprint, if it records them.
+fn recorded_model(location: &Path) -> Result<Option<(String, String)>, Error> {
+    Ok(match Location::parse(location)? {
+        Location::Dir(dir) => match xsearch_index::inspect(dir) {
+            // A folder that holds something else is worth saying before any model is fetched.
+            Err(err @ IndexError::NotAnIndex { .. }) => return Err(err.into()),
+            Ok(info) => info
+                .model_source
+                .map(|source| (source, info.model_fingerprint)),
+            // No index yet, or one whose view is missing or unreadable: the store decides later.
+            Err(_) => None,
+        },
+        Location::Milvus(url) => match open_remote(&url, Open::Any) {
+            Ok(remote) => remote
+                .model_source()
+                .map(|source| (source.to_string(), remote.spec().model.clone())),
+            Err(IndexError::NoCollection { .. }) => None,
+            // No server: better said before a model is loaded.
+            Err(err) => return Err(err.into()),
+        },
+    })
+}
+
 /// What an index built with `clip`'s model records.
 fn spec_of(clip: &Clip) -> IndexSpec {
     IndexSpec {
         model: clip.files().fingerprint(),
         dim: clip.embed_dim(),
     }
-}
-
-/// Which collection of an index.
-#[derive(Clone, Copy)]
-enum Collection {
-    Images,
-    Texts,
 }
 
 impl DupSource for Store {
@@ -557,6 +595,7 @@ impl DupSource for Store {
                     })
                     .collect())
             }
+            Store::Remote { .. } => Err(self.no_dupes()),
         }
     }
 
@@ -568,6 +607,7 @@ impl DupSource for Store {
         Ok(match self {
             Store::Write(index) => index.images().similar_pairs(min_score, accept)?,
             Store::Read(latest) => latest.get().images().similar_pairs(min_score, accept)?,
+            Store::Remote { .. } => return Err(self.no_dupes()),
         })
     }
 
@@ -575,6 +615,7 @@ impl DupSource for Store {
         Ok(match self {
             Store::Write(index) => index.images().vector(id)?,
             Store::Read(latest) => latest.get().images().vector(id).map(<[f32]>::to_vec),
+            Store::Remote { remote, .. } => remote.vector(id)?,
         })
     }
 }
@@ -584,6 +625,16 @@ impl Store {
     /// writer records where the model came from, so later commands need not name it.
     fn open(clip: &Clip, dir: &Path, mode: OpenMode) -> Result<Store, Error> {
         let spec = spec_of(clip);
+        if let Location::Milvus(url) = Location::parse(dir)? {
+            let how = match mode {
+                OpenMode::Create => Open::Create(&spec, clip.files().source()),
+                OpenMode::Existing | OpenMode::Read => Open::Existing(&spec),
+            };
+            return Ok(Store::Remote {
+                remote: open_remote(&url, how)?,
+                writable: mode != OpenMode::Read,
+            });
+        }
         if mode != OpenMode::Read {
             let index = Index::open(dir, &spec)?;
             let source = clip.files().source();
@@ -614,17 +665,34 @@ impl Store {
         match self {
             Store::Write(index) => index.path(),
             Store::Read(latest) => latest.path(),
+            Store::Remote { remote, .. } => remote.location(),
         }
     }
 
     /// The writer, for changes; a reader refuses them.
-    fn writer(&self) -> Result<&Index, Error> {
+    fn writer(&self) -> Result<&dyn Backend, Error> {
         match self {
             Store::Write(index) => Ok(index),
-            Store::Read(latest) => Err(Error::ReadOnly {
-                path: latest.path().to_path_buf(),
+            Store::Remote {
+                remote,
+                writable: true,
+            } => Ok(remote.as_ref()),
+            Store::Read(_) | Store::Remote { .. } => Err(Error::ReadOnly {
+                path: self.path().to_path_buf(),
             }),
         }
+    }
+
+    /// Why duplicates cannot be found in a server's index.
+    fn no_dupes(&self) -> Error {
+        IndexError::Unsupported {
+            location: self.path().display().to_string(),
+            what: "finding duplicates".to_string(),
+            why: "it pairs every image with its graph neighbours, which Milvus does not \
+                  expose; run it on a directory index"
+                .to_string(),
+        }
+        .into()
     }
 
     /// The key (path bytes) of the live image `id`.
@@ -632,25 +700,25 @@ impl Store {
         match self {
             Store::Write(index) => index.images().key(id.0),
             Store::Read(latest) => Ok(latest.get().images().key(id.0).map(<[u8]>::to_vec)),
+            Store::Remote { remote, .. } => remote.key(id.0),
         }
     }
 
+    /// The `k` nearest records of `part`; an id `filter` applies to the embedded index only
+    /// (a server's index takes [`xsearch_index::Conditions`], see [`Engine::search`]).
     fn search(
         &self,
-        collection: Collection,
+        part: Part,
         vector: &[f32],
         k: usize,
         filter: Option<&IdSet>,
     ) -> Result<Vec<Hit>, IndexError> {
-        match (self, collection) {
-            (Store::Write(index), Collection::Images) => index.images().search(vector, k, filter),
-            (Store::Write(index), Collection::Texts) => index.texts().search(vector, k, filter),
-            (Store::Read(latest), Collection::Images) => {
-                latest.get().images().search(vector, k, filter)
-            }
-            (Store::Read(latest), Collection::Texts) => {
-                latest.get().texts().search(vector, k, filter)
-            }
+        match (self, part) {
+            (Store::Write(index), Part::Images) => index.images().search(vector, k, filter),
+            (Store::Write(index), Part::Texts) => index.texts().search(vector, k, filter),
+            (Store::Read(latest), Part::Images) => latest.get().images().search(vector, k, filter),
+            (Store::Read(latest), Part::Texts) => latest.get().texts().search(vector, k, filter),
+            (Store::Remote { remote, .. }, part) => remote.search(part, vector, k, None),
         }
     }
 
@@ -658,6 +726,7 @@ impl Store {
         match self {
             Store::Write(index) => index.images().meta_of(id),
             Store::Read(latest) => Ok(latest.get().images().meta_of(id).cloned()),
+            Store::Remote { remote, .. } => remote.meta_of(id),
         }
     }
 
@@ -670,11 +739,15 @@ impl Store {
             (Store::Read(latest), Some(prefix)) => {
                 Some(latest.get().images().ids_with_prefix(prefix))
             }
+            // Milvus takes the filter as an expression instead (`Engine::search`).
+            (Store::Remote { .. }, Some(_)) => return Err(self.no_id_filter()),
         };
-        let by_meta = filter.needs_meta().then(|| match self {
-            Store::Write(index) => filter.select(&index.images().meta_table()),
-            Store::Read(latest) => filter.select(latest.get().images().meta_table()),
-        });
+        let by_meta = match (self, filter.needs_meta()) {
+            (_, false) => None,
+            (Store::Write(index), true) => Some(filter.select(&index.images().meta_table())),
+            (Store::Read(latest), true) => Some(filter.select(latest.get().images().meta_table())),
+            (Store::Remote { .. }, true) => return Err(self.no_id_filter()),
+        };
         Ok(match (by_folder, by_meta) {
             (Some(mut ids), Some(by_meta)) => {
                 ids.intersect(&by_meta);
@@ -684,13 +757,23 @@ impl Store {
         })
     }
 
-    fn len(&self, collection: Collection) -> usize {
-        match (self, collection) {
-            (Store::Write(index), Collection::Images) => index.images().len(),
-            (Store::Write(index), Collection::Texts) => index.texts().len(),
-            (Store::Read(latest), Collection::Images) => latest.get().images().len(),
-            (Store::Read(latest), Collection::Texts) => latest.get().texts().len(),
+    /// A server's index filters by expression, never by a set of ids.
+    fn no_id_filter(&self) -> IndexError {
+        IndexError::Unsupported {
+            location: self.path().display().to_string(),
+            what: "filtering by a set of ids".to_string(),
+            why: "Milvus filters by expression".to_string(),
         }
+    }
+
+    fn len(&self, part: Part) -> Result<usize, Error> {
+        Ok(match (self, part) {
+            (Store::Write(index), Part::Images) => index.images().len(),
+            (Store::Write(index), Part::Texts) => index.texts().len(),
+            (Store::Read(latest), Part::Images) => latest.get().images().len(),
+            (Store::Read(latest), Part::Texts) => latest.get().texts().len(),
+            (Store::Remote { remote, .. }, part) => remote.count(part)?,
+        })
     }
 
     fn status(&self) -> Result<Status, Error> {
@@ -715,6 +798,14 @@ impl Store {
                     reader.texts().len(),
                 )
             }
+            Store::Remote { remote, .. } => (
+                remote.model_source().map(str::to_string),
+                remote.spec().model.clone(),
+                remote.spec().dim,
+                remote.failures()?,
+                remote.count(Part::Images)?,
+                remote.count(Part::Texts)?,
+            ),
         };
         Ok(Status {
             index: self.path().to_path_buf(),

@@ -72,3 +72,5 @@ pub use xsearch_index::{
 /// What an image says about itself, captured at ingest ([`Engine::image_meta`],
 /// [`ImageHit::taken`]).
 pub use xsearch_index::{ImageMeta, Taken, TakenSource};
+/// Where an index lives: a directory or a Milvus collection ([`EngineOptions::index`]).
+pub use xsearch_index::{Location, MilvusUrl};

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use xsearch_index::{CameraId, IdSet, MetaFields, MetaTable, Taken};
+use xsearch_index::{CameraId, Conditions, IdSet, MetaFields, MetaTable, Taken};
 
 use crate::keys::path_key;
 
@@ -170,6 +170,16 @@ impl ImageFilter {
     /// The key prefix every image under the folder has, if the search names a folder.
     pub(crate) fn key_prefix(&self) -> Option<&[u8]> {
         self.within.as_deref()
+    }
+
+    /// The same filter as values a server's index turns into its own query language.
+    pub(crate) fn conditions(&self) -> Conditions {
+        Conditions {
+            key_prefix: self.within.clone(),
+            after_ns: self.after,
+            before_ns: self.before,
+            camera: self.camera.clone(),
+        }
     }
 
     /// Whether a filter needs each image's metadata (time or camera), beyond its path.

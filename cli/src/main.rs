@@ -124,6 +124,14 @@ fn run(cli: Cli) -> Result<Outcome> {
                 options: WatchOptions::default()
                     .rescan_every(std::time::Duration::from_secs(args.rescan.seconds)),
             });
+            let location = index_dir(global)?;
+            if let xsearch::Location::Milvus(url) = xsearch::Location::parse(&location)? {
+                anyhow::bail!(
+                    "{url}: `xsearch serve` does not serve a Milvus index yet (its thumbnail \
+                     cache and watcher assume a directory)\n\nSearch it with `xsearch query \
+                     --index {url}`, or serve a directory index."
+                );
+            }
             let mode = if watch.is_some() {
                 OpenMode::Create
             } else {

@@ -102,6 +102,58 @@ pub enum IndexError {
         /// What the system reported.
         source: std::io::Error,
     },
+    /// `--index` names something that looks like a Milvus URL but is not a valid one.
+    #[error("{location}: not an index location: {why}")]
+    BadLocation {
+        /// What was given.
+        location: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// A Milvus location, in a build without the Milvus client.
+    #[error(
+        "{url}: this build of xsearch has no Milvus support\n\nUse a build with the `milvus` feature (the released `xsearch` binary has it), or an index directory."
+    )]
+    NoMilvusSupport {
+        /// The location.
+        url: String,
+    },
+    /// No Milvus server answered at the location's address.
+    #[error("{url}: no Milvus at {address} ({reason})\n\nStart one, or check the URL and XSEARCH_MILVUS_TOKEN.")]
+    NoMilvus {
+        /// The location.
+        url: String,
+        /// `HOST:PORT`.
+        address: String,
+        /// What the connection attempt reported.
+        reason: String,
+    },
+    /// The Milvus server has no such collection.
+    #[error("{url}: no such collection\n\nRun `xsearch index` with this location to create it, or check its name.")]
+    NoCollection {
+        /// The location.
+        url: String,
+    },
+    /// A Milvus request failed.
+    #[error("{url}: Milvus could not {what}: {message}")]
+    Milvus {
+        /// The location.
+        url: String,
+        /// The operation, in words ("search the images").
+        what: String,
+        /// What the server or the client reported.
+        message: String,
+    },
+    /// The Milvus backend cannot do what the embedded index does.
+    #[error("{location}: {what} is not available with a Milvus index: {why}")]
+    Unsupported {
+        /// The location.
+        location: String,
+        /// The operation ("finding duplicates").
+        what: String,
+        /// Why, and what to do instead.
+        why: String,
+    },
     /// Writing a graph segment failed.
     #[error("{}: could not write the graph segment: {message}", path.display())]
     Segment {
@@ -154,7 +206,14 @@ impl IndexError {
             | IndexError::Store { path, .. }
             | IndexError::Io { path, .. }
             | IndexError::Segment { path, .. } => Some(path),
-            IndexError::Dimension { .. } | IndexError::NonFinite { .. } => None,
+            IndexError::Dimension { .. }
+            | IndexError::NonFinite { .. }
+            | IndexError::BadLocation { .. }
+            | IndexError::NoMilvusSupport { .. }
+            | IndexError::NoMilvus { .. }
+            | IndexError::NoCollection { .. }
+            | IndexError::Milvus { .. }
+            | IndexError::Unsupported { .. } => None,
         }
     }
 

@@ -67,8 +67,10 @@
 //! the store ([`GraphStatus::Rebuilt`]). [`Index::open_report`] says which, for the caller
 //! to print.
 
+mod backend;
 mod checksum;
 mod collection;
+mod conditions;
 mod error;
 mod exact;
 mod filter;
@@ -76,9 +78,13 @@ mod graphs;
 mod ids;
 mod index;
 mod kernels;
+mod location;
 mod meta_table;
+#[cfg(feature = "milvus")]
+mod milvus_backend;
 mod pairs;
 mod reader;
+mod remote;
 mod search;
 mod segment;
 mod store;
@@ -86,13 +92,19 @@ mod sync;
 mod types;
 mod view;
 
+pub use backend::{Backend, RecordIter, Records};
 pub use collection::Collection;
+pub use conditions::Conditions;
 pub use error::IndexError;
 pub use graphs::tail::ClampedDot;
 pub use ids::IdSet;
 pub use index::Index;
+pub use location::{Location, MilvusUrl};
 pub use meta_table::{CameraId, MetaFields, MetaTable};
+#[cfg(feature = "milvus")]
+pub use milvus_backend::{Milvus, MilvusRecords};
 pub use reader::{inspect, ReadCollection, Reader};
+pub use remote::{open_remote, Open, Part, Remote};
 pub use types::{
     CollectionStats, Entry, Failure, FileStamp, GraphStatus, Hit, HnswParams, Id, IdFilter,
     ImageMeta, IndexInfo, IndexOptions, IndexSpec, IndexStats, OpenReport, Pair, Record, Taken,

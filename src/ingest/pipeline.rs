@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use jiff::tz::TimeZone;
 use rayon::prelude::*;
-use xsearch_index::{Entry, FileStamp, Id, ImageMeta, Index};
+use xsearch_index::{Backend, Entry, FileStamp, Id, ImageMeta};
 
 use crate::clip::{ImageSource, DEFAULT_BATCH_SIZE};
 use crate::decode::{read_file, read_file_meta, read_meta};
@@ -191,7 +191,7 @@ pub(crate) struct Scope<'a> {
 /// kept per file in between, so memory does not grow with the folder.
 pub(crate) fn ingest(
     clip: &Clip,
-    index: &Index,
+    index: &dyn Backend,
     scope: &Scope<'_>,
     options: &IngestOptions,
     observer: &dyn IngestObserver,
@@ -217,7 +217,7 @@ pub(crate) fn ingest(
                     Work::New | Work::Changed => pending += 1,
                     Work::Unchanged { id } => {
                         summary.unchanged += 1;
-                        if index.images().meta_table().get(id).is_none() {
+                        if !index.images().has_meta(id)? {
                             backfill.push((id, candidate));
                             if backfill.len() == BACKFILL_BATCH {
                                 summary.backfilled +=
@@ -283,7 +283,7 @@ enum Work {
     KnownFailure(String),
 }
 
-fn needs_work(index: &Index, candidate: &Candidate) -> Result<Work, Error> {
+fn needs_work(index: &dyn Backend, candidate: &Candidate) -> Result<Work, Error> {
     let key = path_key(&candidate.path);
     if let Some(previous) = index.images().get(&key)? {
         let unchanged = previous
@@ -329,7 +329,7 @@ struct PreparedFile {
 /// time.
 fn embed(
     clip: &Clip,
-    index: &Index,
+    index: &dyn Backend,
     zone: &TimeZone,
     mut work: impl Iterator<Item = Result<(Candidate, bool), Error>> + Send,
     options: &IngestOptions,
@@ -375,7 +375,7 @@ fn embed(
 
 fn prepare(
     clip: &Clip,
-    index: &Index,
+    index: &dyn Backend,
     zone: &TimeZone,
     candidate: Candidate,
     updated: bool,
@@ -411,7 +411,7 @@ fn prepare(
 
 fn commit(
     clip: &Clip,
-    index: &Index,
+    index: &dyn Backend,
     batch: Vec<PreparedFile>,
     observer: &dyn IngestObserver,
     summary: &mut IngestSummary,
@@ -478,7 +478,7 @@ fn commit(
     let files = entries.len();
     index.images().upsert_batch(entries)?;
     if !stale.is_empty() {
-        index.images().remove(&stale)?;
+        index.images().remove_keys(&stale)?;
     }
     for key in &succeeded {
         index.clear_failure(key)?;
@@ -495,7 +495,7 @@ const BACKFILL_BATCH: usize = 64;
 /// records; returns how many gained it. A JPEG's head is all that is read of it. A file that cannot be read now keeps none, and is
 /// tried again by the next run.
 fn backfill_meta(
-    index: &Index,
+    index: &dyn Backend,
     clip: &Clip,
     zone: &TimeZone,
     batch: &mut Vec<(Id, Candidate)>,
@@ -517,7 +517,7 @@ fn backfill_meta(
 /// Removes the records of files under the present `roots` and under `gone` that are no longer
 /// on disk, and forgets their failures. A root that is missing altogether (an unplugged drive)
 /// prunes nothing: its photos are not gone.
-fn prune(index: &Index, roots: &[PathBuf], gone: &[PathBuf]) -> Result<usize, Error> {
+fn prune(index: &dyn Backend, roots: &[PathBuf], gone: &[PathBuf]) -> Result<usize, Error> {
     let areas: Vec<&PathBuf> = roots.iter().filter(|r| r.exists()).chain(gone).collect();
     let is_gone = |path: &Path, area: &Path| path.starts_with(area) && !path.is_file();
     for (key, _) in index.failures()? {
@@ -530,7 +530,7 @@ fn prune(index: &Index, roots: &[PathBuf], gone: &[PathBuf]) -> Result<usize, Er
     // pay for the whole library. A set, because areas may overlap.
     let mut vanished = BTreeSet::new();
     for area in areas {
-        for item in index.images().iter_prefix(&path_key(area)) {
+        for item in index.images().with_prefix(&path_key(area))? {
             let (key, _) = item?;
             if is_gone(&key_path(&key), area) {
                 vanished.insert(key);
@@ -540,7 +540,7 @@ fn prune(index: &Index, roots: &[PathBuf], gone: &[PathBuf]) -> Result<usize, Er
     if !vanished.is_empty() {
         index
             .images()
-            .remove(&vanished.iter().collect::<Vec<_>>())?;
+            .remove_keys(&vanished.iter().cloned().collect::<Vec<_>>())?;
     }
     Ok(vanished.len())
 }

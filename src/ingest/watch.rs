@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
-use xsearch_index::Index;
+use xsearch_index::Backend;
 
 use crate::ingest::pipeline::{ingest, IngestEvent, IngestOptions, IngestSummary, Scope};
 use crate::ingest::walk::{distinct_roots, reaches};
@@ -149,7 +149,7 @@ const STOP_POLL: Duration = Duration::from_millis(100);
 /// prepared, which are committed whole, and is checkpointed.
 pub(crate) fn watch(
     clip: &Clip,
-    index: &Index,
+    index: &dyn Backend,
     roots: &[PathBuf],
     ingest_options: &IngestOptions,
     options: &WatchOptions,
@@ -160,7 +160,8 @@ pub(crate) fn watch(
     let indexer = Indexer {
         clip,
         index,
-        index_dir: std::path::absolute(index.path()).unwrap_or_else(|_| index.path().into()),
+        index_dir: std::path::absolute(index.location())
+            .unwrap_or_else(|_| index.location().into()),
         roots: &roots,
         options: ingest_options,
         stop,
@@ -217,7 +218,7 @@ pub(crate) fn watch(
 /// What every pass needs.
 struct Indexer<'a> {
     clip: &'a Clip,
-    index: &'a Index,
+    index: &'a dyn Backend,
     /// The index's folder, absolute like the paths events name: its own files are ignored.
     index_dir: PathBuf,
     /// The watched roots, absolute.
@@ -313,7 +314,7 @@ impl Changes {
     /// is still there. A root is never removed: a missing drive is not deleted photos.
     fn split(
         self,
-        index: &Index,
+        index: &dyn Backend,
         roots: &[PathBuf],
     ) -> Result<(Vec<PathBuf>, Vec<PathBuf>), Error> {
         let mut present = Vec::new();

@@ -1,0 +1,120 @@
+//! `xsearch index|query|status` against a Milvus location (`milvus://127.0.0.1:PORT/NAME`, a
+//! milvus-lite server started here), through the real binary: the same commands and output as
+//! with a directory, the same answers as a directory index of the same photos, and a clear
+//! error where Milvus cannot do what a directory does. Without milvus-lite the server tests
+//! skip loudly; under CI (`CI=true`) they fail.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+mod common;
+#[path = "../../tests/common/milvus.rs"]
+mod milvus;
+
+use common::{json_lines, stderr, Sandbox, SHAPES};
+
+/// `xsearch ARGS` on the index `location`, with the shapes model.
+fn run(sb: &Sandbox, location: &Path, args: &[&str]) -> std::process::Output {
+    sb.command(SHAPES)
+        .env("XSEARCH_INDEX", location)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok_json(sb: &Sandbox, location: &Path, args: &[&str]) -> Vec<Value> {
+    let out = run(sb, location, args);
+    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    json_lines(&out)
+}
+
+fn paths(records: &[Value]) -> Vec<String> {
+    records
+        .iter()
+        .map(|record| record["path"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn index_query_and_status_work_on_a_milvus_location_as_on_a_directory() {
+    let Some(server) = milvus::MilvusLite::start(common::skip::skip_or_fail) else {
+        return;
+    };
+    let sb = Sandbox::new();
+    let (photos, _) = sb.photos("photos", 12, 5);
+    let photos = photos.to_str().unwrap();
+    let url = server.url("cli");
+    let remote = Path::new(&url);
+    let local = sb.index();
+
+    for location in [remote, &local] {
+        let summary = ok_json(&sb, location, &["index", "--json", photos]);
+        assert_eq!(
+            summary[0]["added"],
+            12,
+            "{}: {}",
+            location.display(),
+            summary[0]
+        );
+        let again = ok_json(&sb, location, &["index", "--json", photos]);
+        assert_eq!(
+            (again[0]["unchanged"].as_u64(), again[0]["added"].as_u64()),
+            (Some(12), Some(0)),
+            "{}",
+            location.display()
+        );
+    }
+    for query in ["a red circle", "a blue square"] {
+        let args = ["query", "--json", "-k", "5", query];
+        assert_eq!(
+            paths(&ok_json(&sb, remote, &args)),
+            paths(&ok_json(&sb, &local, &args)),
+            "{query}"
+        );
+    }
+    let status = ok_json(&sb, remote, &["status", "--json"]);
+    assert_eq!(status[0]["index"], url.as_str());
+    assert_eq!(
+        (status[0]["images"].as_u64(), status[0]["texts"].as_u64()),
+        (Some(12), Some(0))
+    );
+    assert_eq!(status[0]["model"], SHAPES);
+
+    // Where Milvus cannot do what a directory does, the command says so and fails.
+    let dupes = run(&sb, remote, &["dupes"]);
+    assert_eq!(dupes.status.code(), Some(2), "{}", stderr(&dupes));
+    assert!(
+        stderr(&dupes).contains(&format!(
+            "{url}: finding duplicates is not available with a Milvus index"
+        )),
+        "{}",
+        stderr(&dupes)
+    );
+    let serve = run(&sb, remote, &["serve"]);
+    assert_eq!(serve.status.code(), Some(2), "{}", stderr(&serve));
+    assert!(
+        stderr(&serve).contains("does not serve a Milvus index"),
+        "{}",
+        stderr(&serve)
+    );
+}
+
+#[test]
+fn a_milvus_location_without_a_server_says_so() {
+    // Port 1 on loopback: nothing listens there.
+    let sb = Sandbox::new();
+    let out = run(&sb, Path::new("milvus://127.0.0.1:1/photos"), &["status"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).starts_with("xsearch: milvus://127.0.0.1:1/photos: no Milvus at 127.0.0.1:1"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(&sb, Path::new("milvus://127.0.0.1/photos"), &["status"]);
+    assert!(
+        stderr(&out).contains("milvus://127.0.0.1/photos: not an index location: it names no port"),
+        "{}",
+        stderr(&out)
+    );
+}
