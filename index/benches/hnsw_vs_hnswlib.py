@@ -4,8 +4,8 @@
     RAYON_NUM_THREADS=2 cargo bench -p xsearch-index --bench hnsw_vs_hnswlib -- target/bench
     /work/venv/bin/python index/benches/hnsw_vs_hnswlib.py hnswlib target/bench
 
-`generate DIR [POINTS]` writes, under DIR, raw little-endian f32 files (row-major, no header) and the exact
-ground truth, deterministically (numpy PCG64, seed 2026):
+`generate DIR [POINTS] [hard|easy]` writes, under DIR, raw little-endian f32 files (row-major, no
+header) and the exact ground truth, deterministically (numpy PCG64, seed 2026):
 
     points.f32   POINTS (default 100_000) x 1024 unit vectors
     queries.f32    1_000 x 1024 unit vectors (same distribution, not in `points`)
@@ -16,31 +16,45 @@ centres in a 64-d latent space, gaussian offsets around them, lifted to 1024-d b
 orthonormal map, plus small isotropic 1024-d noise, then normalised. (Isotropic noise alone
 in 1024-d makes every neighbour equally far and no graph index useful.)
 
-`hnswlib DIR [EF,EF,...]` builds hnswlib's index (space "ip", M 16, ef_construction 200) with 2
-threads and saves it as DIR/hnswlib-M16-ef200.bin (a later run loads that file instead, so query
-sweeps can be interleaved with xsearch's: delete it to time the build again), then sweeps ef
+Two kinds of set share that recipe. `hard` (the default) spreads each cluster over all 64 latent
+dimensions: a point's neighbours are many and nearly equidistant, and hnswlib needs ef ~416 for
+recall@10 0.95 on 100k. `easy` keeps the clusters in 12 latent dimensions, where neighbourhoods
+are well separated, as real CLIP embeddings are: hnswlib reaches recall@10 0.98 around ef 32.
+
+`hnswlib DIR [EF,EF,...]` builds hnswlib's index (space "ip", M 16, ef_construction 200, or
+`EF_CONSTRUCTION` from the environment, as the Rust side reads it, so both build at the same one)
+with 2 threads and saves it as DIR/hnswlib-M16-ef<EF_CONSTRUCTION>.bin (a later run loads that
+file instead, so query sweeps can be interleaved with xsearch's: delete it to time the build
+again), then sweeps ef
 (all of EFS, or the ones given) over the same 1000 queries with 2 threads, 3 repetitions
 each, and prints one `key value` line per figure (median query wall time).
 """
+import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-POINTS, QUERIES, DIM, LATENT, CLUSTERS, K = 100_000, 1_000, 1024, 64, 1_000, 10
-EFS = (10, 16, 24, 32, 48, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448, 480, 512)
+POINTS, QUERIES, DIM, CLUSTERS, K = 100_000, 1_000, 1024, 1_000, 10
+# Latent dimensions of the clusters, per kind of set.
+LATENT = {"hard": 64, "easy": 12}
+# The Rust side sweeps the same values (`EFS` in hnsw_vs_hnswlib.rs): fine steps at the low end,
+# where the easy set crosses recall 0.95 and 0.98.
+EFS = (10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352,
+       384, 416, 448, 480, 512)
 THREADS = 2
 
 
-def generate(out: Path, count: int):
+def generate(out: Path, count: int, kind: str):
+    dims = LATENT[kind]
     rng = np.random.default_rng(2026)
-    lift, _ = np.linalg.qr(rng.normal(size=(DIM, LATENT)))  # orthonormal columns
-    centres = rng.normal(size=(CLUSTERS, LATENT))
+    lift, _ = np.linalg.qr(rng.normal(size=(DIM, dims)))  # orthonormal columns
+    centres = rng.normal(size=(CLUSTERS, dims))
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
 
     def sample(n):
-        latent = centres[rng.integers(0, CLUSTERS, n)] + 0.25 * rng.normal(size=(n, LATENT))
+        latent = centres[rng.integers(0, CLUSTERS, n)] + 0.25 * rng.normal(size=(n, dims))
         x = latent @ lift.T + 0.005 * rng.normal(size=(n, DIM))
         return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
@@ -55,7 +69,7 @@ def generate(out: Path, count: int):
     points.tofile(out / "points.f32")
     queries.tofile(out / "queries.f32")
     truth.tofile(out / "truth.u32")
-    print(f"wrote {count} points, {QUERIES} queries and their exact top {K} to {out}")
+    print(f"wrote {count} {kind} points, {QUERIES} queries and their exact top {K} to {out}")
 
 
 def load(out: Path):
@@ -70,16 +84,19 @@ def bench_hnswlib(out: Path, efs=EFS):
 
     points, queries, truth = load(out)
     index = hnswlib.Index(space="ip", dim=DIM)
-    saved = out / "hnswlib-M16-ef200.bin"
+    ef_construction = int(os.environ.get("EF_CONSTRUCTION", "200"))
+    saved = out / f"hnswlib-M16-ef{ef_construction}.bin"
     if saved.exists():
         index.load_index(str(saved), max_elements=len(points))
         print(f"hnswlib loaded {saved}", flush=True)
     else:
-        index.init_index(max_elements=len(points), M=16, ef_construction=200, random_seed=1)
+        index.init_index(max_elements=len(points), M=16, ef_construction=ef_construction, random_seed=1)
         index.set_num_threads(THREADS)
         start = time.perf_counter()
         index.add_items(points, np.arange(len(points)), num_threads=THREADS)
-        print(f"hnswlib points {len(points)} build_s {time.perf_counter() - start:.3f}", flush=True)
+        seconds = time.perf_counter() - start
+        print(f"hnswlib points {len(points)} ef_construction {ef_construction} build_s {seconds:.3f}",
+              flush=True)
         index.save_index(str(saved))
     for ef in efs:
         index.set_ef(ef)
@@ -94,10 +111,13 @@ def bench_hnswlib(out: Path, efs=EFS):
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["generate"] and len(sys.argv) in (3, 4):
-        generate(Path(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) == 4 else POINTS)
+    if sys.argv[1:2] == ["generate"] and len(sys.argv) in (3, 4, 5):
+        kind = sys.argv[4] if len(sys.argv) == 5 else "hard"
+        if kind not in LATENT:
+            sys.exit(f"{kind}: not a kind of set\n\nUse hard or easy.")
+        generate(Path(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) >= 4 else POINTS, kind)
     elif sys.argv[1:2] == ["hnswlib"] and len(sys.argv) in (3, 4):
         efs = tuple(int(e) for e in sys.argv[3].split(",")) if len(sys.argv) == 4 else EFS
         bench_hnswlib(Path(sys.argv[2]), efs)
     else:
-        sys.exit("usage: hnsw_vs_hnswlib.py generate DIR [POINTS] | hnswlib DIR [EF,EF,...]")
+        sys.exit("usage: hnsw_vs_hnswlib.py generate DIR [POINTS] [hard|easy] | hnswlib DIR [EF,EF,...]")

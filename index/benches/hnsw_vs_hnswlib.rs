@@ -1,12 +1,14 @@
 //! xsearch's side of the HNSW benchmark against hnswlib, through the persisted product path
-//! (`Index::open_with`, `upsert_batch`, `close`, `search`). The data set and hnswlib's side are
+//! (`Index::open_with`, `upsert_batch`, `close`, then `Reader::open_with` and `search`, as
+//! `xsearch query` and the server search). The data sets and hnswlib's side are
 //! `hnsw_vs_hnswlib.py` (its docstring has the whole recipe):
 //!
 //!     RAYON_NUM_THREADS=2 cargo bench -p xsearch-index --bench hnsw_vs_hnswlib -- target/bench
 //!
 //! Prints one `key value` line per figure: build time (upserts in batches of 1000, then the
 //! last segment sealed by `close`), the wall time of `Index::open` on the result (median of
-//! 5), and for each ef the recall@10 and queries/s of 1000 queries on 2 threads (median of 3).
+//! 5), and for each ef the recall@10 and queries/s of 1000 queries on 2 threads (median of 3),
+//! asked of a reader of the published view.
 //! `SEGMENT_POINTS` and `EF_CONSTRUCTION` override the index defaults, to measure what
 //! several segments cost a search, or what a cheaper build costs in recall; each setting gets
 //! its own index directory under the data directory. `SKIP_BUILD=1` reuses the index built
@@ -16,15 +18,16 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use xsearch_index::{Entry, HnswParams, Index, IndexOptions, IndexSpec};
+use xsearch_index::{Entry, HnswParams, Index, IndexOptions, IndexSpec, Reader};
 
 const DIM: usize = 1024;
 const K: usize = 10;
 const BATCH: usize = 1000;
 const THREADS: usize = 2;
 /// The ef values `hnsw_vs_hnswlib.py` sweeps on hnswlib's side.
-const EFS: [usize; 20] = [
-    10, 16, 24, 32, 48, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448, 480, 512,
+const EFS: [usize; 25] = [
+    10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384,
+    416, 448, 480, 512,
 ];
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
@@ -113,7 +116,7 @@ fn build(dir: &Path, spec: &IndexSpec, points: Vec<Vec<f32>>) -> Result<()> {
 }
 
 /// Runs every query once on `THREADS` threads; returns the wall time and the recall@10.
-fn run_queries(index: &Index, queries: &[Vec<f32>], truth: &[Vec<u32>]) -> Result<(f64, f64)> {
+fn run_queries(index: &Reader, queries: &[Vec<f32>], truth: &[Vec<u32>]) -> Result<(f64, f64)> {
     let start = Instant::now();
     let chunk = queries.len().div_ceil(THREADS);
     let found: Vec<Vec<Vec<u32>>> = std::thread::scope(|s| {
@@ -199,15 +202,14 @@ fn main() -> Result<()> {
         Err(_) => EFS.to_vec(),
     };
     for ef in efs {
-        let index = Index::open_with(&dir, &spec, options(ef))?;
+        let reader = Reader::open_with(&dir, options(ef))?;
         let mut times = Vec::new();
         let mut recall = 0.0;
         for _ in 0..3 {
-            let (seconds, r) = run_queries(&index, &queries, &truth)?;
+            let (seconds, r) = run_queries(&reader, &queries, &truth)?;
             times.push(seconds);
             recall = r;
         }
-        index.close()?;
         let qps = queries.len() as f64 / median(times);
         println!("xsearch ef {ef} recall {recall:.4} qps {qps:.1}");
     }
