@@ -74,10 +74,8 @@ impl Segment {
         let mut entry = Near(coarse(self.entry), self.entry);
         for layer in self.layers[1..].iter().rev() {
             loop {
-                let closer = layer
-                    .of(entry.1)
-                    .iter()
-                    .map(|&n| Near(coarse(n), n))
+                let closer = self
+                    .scored(layer.of(entry.1), &coarse)
                     .min()
                     .filter(|n| *n < entry);
                 match closer {
@@ -118,6 +116,24 @@ impl Segment {
         let _ = node;
     }
 
+    /// `nodes` with their distances, fetching each vector [`PREFETCH_AHEAD`] nodes before it
+    /// is scored.
+    fn scored<'a>(
+        &'a self,
+        nodes: &'a [u32],
+        distance: &'a impl Fn(u32) -> f32,
+    ) -> impl Iterator<Item = Near> + 'a {
+        for &n in nodes.iter().take(PREFETCH_AHEAD) {
+            self.prefetch(n);
+        }
+        nodes.iter().enumerate().map(move |(i, &n)| {
+            if let Some(&ahead) = nodes.get(i + PREFETCH_AHEAD) {
+                self.prefetch(ahead);
+            }
+            Near(distance(n), n)
+        })
+    }
+
     /// Beam search on layer 0; returns the `ef` nearest admitted nodes seen, nearest first.
     ///
     /// Every node is traversed, admitted or not (refused ones keep the graph connected), but
@@ -143,21 +159,15 @@ impl Segment {
                 break;
             }
             // The unvisited neighbours first, so their vectors can be fetched ahead of the
-            // scoring: two vectors ahead, a 2 KB vector each, a cache miss otherwise.
+            // scoring (a 2 KB vector is a cache miss otherwise).
             scratch.fresh.clear();
             for &n in layer.of(c.1) {
                 if scratch.visit(n) {
                     scratch.fresh.push(n);
                 }
             }
-            for &n in scratch.fresh.iter().take(PREFETCH_AHEAD) {
-                self.prefetch(n);
-            }
-            for (i, &n) in scratch.fresh.iter().enumerate() {
-                if let Some(&ahead) = scratch.fresh.get(i + PREFETCH_AHEAD) {
-                    self.prefetch(ahead);
-                }
-                let near = Near(distance(n), n);
+            for near in self.scored(&scratch.fresh, distance) {
+                let n = near.1;
                 if best.len() < ef || best.peek().is_some_and(|worst| near < *worst) {
                     candidates.push(Reverse(near));
                     if admitted(n) {
