@@ -12,7 +12,7 @@ header) and the exact ground truth, deterministically (numpy PCG64, seed 2026):
     truth.u32      1_000 x 10 indices into `points`, exact top 10 by dot product
 
 The points are clustered, with a low intrinsic dimension as CLIP embeddings have: 1000 cluster
-centres in a 64-d latent space, gaussian offsets around them, lifted to 1024-d by a random
+centres in a latent space (64-d or 12-d, below), gaussian offsets around them, lifted to 1024-d by a random
 orthonormal map, plus small isotropic 1024-d noise, then normalised. (Isotropic noise alone
 in 1024-d makes every neighbour equally far and no graph index useful.)
 
@@ -22,12 +22,12 @@ recall@10 0.95 on 100k. `easy` keeps the clusters in 12 latent dimensions, where
 are well separated, as real CLIP embeddings are: hnswlib reaches recall@10 0.98 around ef 32.
 
 `hnswlib DIR [EF,EF,...]` builds hnswlib's index (space "ip", M 16, ef_construction 200, or
-`EF_CONSTRUCTION` from the environment, as the Rust side reads it, so both build at the same one)
-with 2 threads and saves it as DIR/hnswlib-M16-ef<EF_CONSTRUCTION>.bin (a later run loads that
-file instead, so query sweeps can be interleaved with xsearch's: delete it to time the build
-again), then sweeps ef
-(all of EFS, or the ones given) over the same 1000 queries with 2 threads, 3 repetitions
-each, and prints one `key value` line per figure (median query wall time).
+`EF_CONSTRUCTION` from the environment, which the Rust side reads too: set it to 150, xsearch's
+default, for both to build at the same one) with 2 threads and saves it as
+DIR/hnswlib-M16-ef<EF_CONSTRUCTION>.bin (a later run loads that file instead, so query sweeps
+can be interleaved with xsearch's: delete it to time the build again), then sweeps ef (all of
+EFS, or the ones given) over the same 1000 queries with 2 threads, 3 repetitions each, and
+prints one `key value` line per figure (median query wall time).
 """
 import os
 import sys
