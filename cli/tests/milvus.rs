@@ -48,7 +48,7 @@ fn index_query_and_status_work_on_a_milvus_location_as_on_a_directory() {
     let remote = Path::new(&url);
     let local = sb.index();
 
-    for location in [remote, &local] {
+    for location in [remote, local.as_path()] {
         let summary = ok_json(&sb, location, &["index", "--json", photos]);
         assert_eq!(
             summary[0]["added"],
