@@ -4,7 +4,10 @@
 //!     cargo run --release --example conv_table -- [BATCH] [REPS]
 //!
 //! GFLOP/s count direct-convolution work (2·MACs), whatever the algorithm does, so Winograd
-//! numbers are "effective" rates. Run it on a quiet machine, or compare columns, not runs.
+//! numbers are "effective" rates. `%peak` divides by this CPU's FMA peak, measured at the start
+//! by a tight loop of independent FMAs on every rayon thread at once (AVX-512 where the kernels
+//! use it, else AVX2; `XSEARCH_SIMD=avx2` measures and runs the AVX2 path). Run it on a quiet
+//! machine, or compare columns, not runs.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -12,18 +15,20 @@ mod common;
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
-use xsearch::kernels::{Algorithm, Conv2d, ConvShape};
-
-/// The 2-core AVX2 + FMA peak of the machine this project measures on.
-const PEAK_GFLOPS: f64 = 157.0;
+use xsearch::kernels::{Algorithm, Conv2d, ConvShape, Isa};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let batch: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(8);
     let reps: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(3);
-    println!("batch {batch}, best of {reps}, peak {PEAK_GFLOPS} GFLOP/s");
+    let threads = rayon::current_num_threads();
+    let peak = fma_peak_gflops(Isa::detect());
     println!(
-        "{:<12} {:>14} {:>4} {:>3} {:>9} {:>7} {:>6} {:>7} {:>7} {:>7} {:>7}",
+        "batch {batch}, best of {reps}, {threads} threads, measured FMA peak {peak:.1} GFLOP/s ({:?})",
+        Isa::detect()
+    );
+    println!(
+        "{:<12} {:>14} {:>4} {:>3} {:>9} {:>7} {:>6} {:>7} {:>7} {:>7} {:>7} {:>7}",
         "layer",
         "conv",
         "in",
@@ -33,6 +38,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "%peak",
         "candle",
         "gemm",
+        "direct",
         "wino2",
         "wino4"
     );
@@ -46,10 +52,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let gflops = |t: f64| flop / t / 1e9;
         let alternatives = if s.kh == 3 && s.stride == 1 {
             format!(
-                "{:>7.1} {:>7.1} {:>7.1}",
+                "{:>7.1} {:>7.1} {:>7.1} {:>7.1}",
                 gflops(time(Algorithm::Gemm)?),
+                gflops(time(Algorithm::Direct)?),
                 gflops(time(Algorithm::WinogradF2)?),
                 gflops(time(Algorithm::WinogradF4)?)
+            )
+        } else if s.kh > 1 {
+            format!(
+                "{:>7.1} {:>7.1}",
+                gflops(time(Algorithm::Gemm)?),
+                gflops(time(Algorithm::Direct)?)
             )
         } else {
             String::new()
@@ -62,7 +75,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             tc.count,
             auto * 1e3,
             gflops(auto),
-            100.0 * gflops(auto) / PEAK_GFLOPS,
+            100.0 * gflops(auto) / peak,
             gflops(candle),
         );
         ours_s += auto * tc.count as f64;
@@ -139,4 +152,75 @@ fn time_candle(
         x.conv2d(&w, s.padding, s.stride, 1, 1)?;
         Ok(())
     })
+}
+
+/// Independent FMA chains per thread: enough to cover the FMA latency on two ports.
+const CHAINS: usize = 16;
+
+/// GFLOP/s of a tight loop of independent FMAs on every rayon thread at once (best of 5), the
+/// vector width the kernels use on `isa`: what no kernel can beat on this machine now.
+fn fma_peak_gflops(isa: Isa) -> f64 {
+    const ITERS: usize = 20_000_000;
+    let lanes = if isa.is_avx512() { 16 } else { 8 };
+    let mut best = f64::INFINITY;
+    for _ in 0..5 {
+        let t = Instant::now();
+        let sums = rayon::broadcast(|_| fma_chains(isa, ITERS));
+        best = best.min(t.elapsed().as_secs_f64());
+        // Keeps the loops from being optimised away.
+        assert!(sums.iter().all(|s| s.is_finite()));
+    }
+    let flop = 2.0 * (ITERS * CHAINS * lanes * rayon::current_num_threads()) as f64;
+    flop / best / 1e9
+}
+
+fn fma_chains(isa: Isa, iters: usize) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if isa.is_avx512() {
+            // SAFETY: `is_avx512` means `Isa::detect` saw AVX-512F on this CPU.
+            return unsafe { fma_avx512(iters) };
+        }
+        if isa.is_avx2_fma() {
+            // SAFETY: `is_avx2_fma` means `Isa::detect` saw AVX2 and FMA on this CPU.
+            return unsafe { fma_avx2(iters) };
+        }
+    }
+    let _ = (isa, iters);
+    f32::NAN
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn fma_avx512(iters: usize) -> f32 {
+    use std::arch::x86_64::*;
+    let (m, a) = (_mm512_set1_ps(0.999_999), _mm512_set1_ps(1e-7));
+    let mut acc = [_mm512_set1_ps(1.0); CHAINS];
+    for _ in 0..iters {
+        for x in acc.iter_mut() {
+            *x = _mm512_fmadd_ps(*x, m, a);
+        }
+    }
+    acc.iter().map(|&x| _mm512_reduce_add_ps(x)).sum()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn fma_avx2(iters: usize) -> f32 {
+    use std::arch::x86_64::*;
+    let (m, a) = (_mm256_set1_ps(0.999_999), _mm256_set1_ps(1e-7));
+    let mut acc = [_mm256_set1_ps(1.0); CHAINS];
+    for _ in 0..iters {
+        for x in acc.iter_mut() {
+            *x = _mm256_fmadd_ps(*x, m, a);
+        }
+    }
+    let mut lanes = [0.0f32; 8];
+    acc.iter()
+        .map(|&x| {
+            // SAFETY: `lanes` holds 8 floats.
+            unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), x) };
+            lanes.iter().sum::<f32>()
+        })
+        .sum()
 }

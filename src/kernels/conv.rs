@@ -2,6 +2,7 @@
 
 use rayon::prelude::*;
 
+use super::direct::{Direct, MAX_KERNEL};
 use super::gemm::{gemm, kernel_rows, Fused, PackedB};
 use super::pass::{Epilogue, Geometry};
 use super::scratch::with_scratch;
@@ -17,6 +18,9 @@ pub enum Algorithm {
     /// A packed GEMM over the input itself (1×1, stride 1, no padding) or over an im2col copy
     /// built chunk by chunk in a per-thread scratch buffer (everything else).
     Gemm,
+    /// A direct convolution: per output row, a GEMM over overlapping windows of the (padded)
+    /// input, no im2col copy and no transforms. Any kernel up to 16×16, any stride.
+    Direct,
     /// Winograd F(2×2, 3×3): 16 GEMMs per tile batch, 2.25× fewer multiplies than direct.
     /// Only for 3×3 kernels with stride 1.
     WinogradF2,
@@ -89,6 +93,7 @@ enum Packed {
     Gemm(PackedB),
     F2(Winograd<4, 2>),
     F4(Winograd<6, 4>),
+    Direct(Direct),
 }
 
 /// A 2-D convolution over NHWC f32 tensors with a fused `act(conv(x) + bias + residual)` output.
@@ -140,6 +145,11 @@ impl Conv2d {
                     "{algorithm:?} needs a 3x3 kernel with stride 1, got {kh}x{kw} stride {stride}; use Algorithm::Gemm"
                 )))
             }
+            Algorithm::Direct if kh > MAX_KERNEL => {
+                return Err(KernelError::Geometry(format!(
+                    "Direct takes kernels up to {MAX_KERNEL} rows, got {kh}; use Algorithm::Gemm"
+                )))
+            }
             other => other,
         };
         let packed = match algorithm {
@@ -155,6 +165,7 @@ impl Conv2d {
                 in_c,
                 shape.padding,
             )),
+            Algorithm::Direct => Packed::Direct(Direct::new(&pack_hwio(weight_oihw, shape), shape)),
             _ => Packed::Gemm(PackedB::new(
                 kh * kw * in_c,
                 out_c,
@@ -220,6 +231,7 @@ impl Conv2d {
             Packed::Gemm(wp) => self.forward_gemm(wp, input, geo, epi, out),
             Packed::F2(wino) => wino.forward::<F23>(self.isa, input, geo, epi, out),
             Packed::F4(wino) => wino.forward::<F43>(self.isa, input, geo, epi, out),
+            Packed::Direct(direct) => direct.forward(self.isa, input, geo, epi, out),
         }
         Ok(())
     }

@@ -34,9 +34,15 @@ pub(crate) struct PackedB {
 impl PackedB {
     /// Packs row-major `b` (`k×n`).
     pub fn new(k: usize, n: usize, b: &[f32]) -> Self {
-        assert_eq!(b.len(), k * n, "packed matrix size");
         // Equal K blocks: 576 = 3 × 192 rather than 256 + 256 + 64.
-        let kc = k.div_ceil(k.div_ceil(KC).max(1)).max(1);
+        Self::with_block(k, n, b, k.div_ceil(k.div_ceil(KC).max(1)))
+    }
+
+    /// Packs row-major `b` (`k×n`) in K blocks of `kc` rows (the last may be shorter), for
+    /// callers whose `A` comes in blocks of that height ([`gemm_windows`]).
+    pub fn with_block(k: usize, n: usize, b: &[f32], kc: usize) -> Self {
+        assert_eq!(b.len(), k * n, "packed matrix size");
+        let kc = kc.max(1);
         let panels = n.div_ceil(NR);
         let len = k * panels * NR;
         // 16 spare floats let the panels start on a cache line whatever malloc returned.
@@ -88,10 +94,53 @@ pub(crate) struct Fused<'a> {
     pub relu: bool,
 }
 
+/// Where the microkernels read `A`.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    /// Row-major `m×k`, contiguous.
+    Dense(&'a [f32]),
+    /// Never materialised: row `r` of K block `q` is `a[starts[q] + r * lda..][..kc]`.
+    Windows {
+        a: &'a [f32],
+        lda: usize,
+        starts: &'a [usize],
+    },
+}
+
 /// `c[m×n] = act(a[m×k] · b + bias + residual)`, all row-major and contiguous, on this thread.
 pub(crate) fn gemm(isa: Isa, m: usize, a: &[f32], b: &PackedB, c: &mut [f32], fused: Fused) {
-    let (k, n) = (b.k, b.n);
-    assert!(a.len() >= m * k && c.len() >= m * n, "gemm operand sizes");
+    assert!(a.len() >= m * b.k, "gemm operand sizes");
+    run(isa, m, Source::Dense(a), b, c, fused);
+}
+
+/// Like [`gemm`] with `A` read as overlapping windows of one buffer instead of a matrix: row
+/// `r`'s part of K block `q` (the `q`-th block of the height `b` was packed with) is
+/// `a[starts[q] + r * lda..]`, one block long. With `lda` one pixel's channels and `starts` the
+/// rows of a padded image, this is a direct convolution over an output row, no im2col copy.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_windows(
+    isa: Isa,
+    m: usize,
+    a: &[f32],
+    lda: usize,
+    starts: &[usize],
+    b: &PackedB,
+    c: &mut [f32],
+    fused: Fused,
+) {
+    assert_eq!(starts.len(), b.k.div_ceil(b.kc), "gemm window blocks");
+    let needed = |q: usize| starts[q] + (m.max(1) - 1) * lda + b.kc.min(b.k - q * b.kc);
+    assert!(
+        (0..starts.len()).all(|q| a.len() >= needed(q)),
+        "gemm window operand size"
+    );
+    run(isa, m, Source::Windows { a, lda, starts }, b, c, fused);
+}
+
+/// Dispatches to the best microkernel `isa` allows.
+fn run(isa: Isa, m: usize, a: Source, b: &PackedB, c: &mut [f32], fused: Fused) {
+    let n = b.n;
+    assert!(c.len() >= m * n, "gemm operand sizes");
     assert!(fused.bias.is_none_or(|v| v.len() >= n), "gemm bias size");
     assert!(
         fused.residual.is_none_or(|v| v.len() >= m * n),
@@ -178,7 +227,7 @@ const IN_PLACE_MAX_PANELS: usize = 4;
 /// (column panel, row panel) pair, column panels outside so each `B` panel is reused from L1.
 fn drive<const MR: usize>(
     m: usize,
-    a: &[f32],
+    a: Source,
     b: &PackedB,
     c: &mut [f32],
     fused: Fused,
@@ -190,15 +239,25 @@ fn drive<const MR: usize>(
 ) {
     let (k, n) = (b.k, b.n);
     let row_panels = m.div_ceil(MR);
-    let pack = n.div_ceil(NR) > IN_PLACE_MAX_PANELS;
+    // Windows are read in place: they overlap, so packing would copy each value several times.
+    let dense = match a {
+        Source::Dense(a) => Some(a).filter(|_| n.div_ceil(NR) > IN_PLACE_MAX_PANELS),
+        Source::Windows { .. } => None,
+    };
+    let pack = dense.is_some();
     with_pack_scratch(if pack { row_panels * MR * b.kc } else { 0 }, |apack| {
-        for k0 in (0..k).step_by(b.kc) {
+        for (q, k0) in (0..k).step_by(b.kc).enumerate() {
             let kb = b.kc.min(k - k0);
             let last = k0 + kb == k;
             let apack = &mut apack[..if pack { row_panels * MR * kb } else { 0 }];
-            if pack {
+            if let Some(a) = dense {
                 (micro.pack)(m, k, k0, kb, a, apack);
             }
+            // Row 0 of this K block in place, and the stride between rows.
+            let (a0, lda) = match a {
+                Source::Dense(a) => (&a[k0..], k),
+                Source::Windows { a, lda, starts } => (&a[starts[q]..], lda),
+            };
             for j in 0..n.div_ceil(NR) {
                 let j0 = j * NR;
                 let panel = b.panel(k0, kb, j);
@@ -208,9 +267,9 @@ fn drive<const MR: usize>(
                         a: if pack {
                             &apack[ip * MR * kb..][..MR * kb]
                         } else {
-                            &a[i * k + k0..]
+                            &a0[i * lda..]
                         },
-                        lda: k,
+                        lda,
                         packed: pack,
                         b: panel,
                         kb,

@@ -23,6 +23,7 @@
 //! ```
 
 mod conv;
+mod direct;
 mod gemm;
 mod pass;
 mod pool;

@@ -16,8 +16,19 @@ pub struct Isa {
 }
 
 impl Isa {
-    /// The best instruction set this CPU supports.
+    /// The best instruction set this CPU supports, capped by the environment variable
+    /// `XSEARCH_SIMD` (`avx2` or `portable`), which lets benchmarks and CI measure and test
+    /// the fallback paths on a CPU that has more; any other value is ignored.
     pub fn detect() -> Self {
+        let best = Self::detect_cpu();
+        match std::env::var("XSEARCH_SIMD").as_deref() {
+            Ok("avx2") => best.without_avx512(),
+            Ok("portable") => Self::portable(),
+            _ => best,
+        }
+    }
+
+    fn detect_cpu() -> Self {
         #[cfg(target_arch = "x86_64")]
         {
             let avx2_fma = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");

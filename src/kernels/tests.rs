@@ -230,6 +230,12 @@ proptest! {
     }
 
     #[test]
+    fn direct_matches_reference(case in case_strategy(1usize..4, 1usize..3), isa in isa_strategy()) {
+        let err = worst_relative_error(case, Algorithm::Direct, isa);
+        prop_assert!(err <= GEMM_TOLERANCE, "relative error {err:e}");
+    }
+
+    #[test]
     fn winograd_f2_matches_reference(case in case_strategy(Just(3), Just(1)), isa in isa_strategy()) {
         let err = worst_relative_error(case, Algorithm::WinogradF2, isa);
         prop_assert!(err <= F2_TOLERANCE, "relative error {err:e}");
@@ -286,6 +292,7 @@ fn winograd_error_at_rn50_width() {
     };
     for (algorithm, tolerance) in [
         (Algorithm::Gemm, GEMM_TOLERANCE),
+        (Algorithm::Direct, GEMM_TOLERANCE),
         (Algorithm::WinogradF2, F2_TOLERANCE),
         (Algorithm::WinogradF4, F4_TOLERANCE),
     ] {
