@@ -1,9 +1,10 @@
-//! Instruction-set selection and the 8-lane vector type the transforms are written in.
+//! Instruction-set selection and the vector type the transforms are written in.
 //!
-//! The transform and epilogue code is plain Rust over [`V8`] (fixed 8-lane arrays), which LLVM
-//! turns into SIMD. [`Isa::run`] compiles the same code a second time inside an
-//! `avx2,fma`-enabled function and picks that copy when the CPU has the features, so there is
-//! one source for both the portable and the AVX2 path.
+//! The transform and epilogue code is plain Rust over [`V`] (fixed arrays of 8 or 16 lanes),
+//! which LLVM turns into SIMD. [`Isa::run`] compiles the same code again inside an
+//! `avx2,fma`-enabled and an `avx512f`-enabled function and picks the copy the CPU runs, so
+//! there is one source for the portable, AVX2 and AVX-512 paths; [`Isa::lanes`] says which
+//! width fills this CPU's registers.
 
 use std::ops::{Add, Mul, Sub};
 
@@ -70,12 +71,27 @@ impl Isa {
         self.avx512
     }
 
-    /// Runs `f`, compiled for AVX2 + FMA when this `Isa` selects it.
+    /// Lanes of the [`V`] that fill one register: 16 with AVX-512, else 8.
+    pub(crate) fn lanes(self) -> usize {
+        if self.avx512 {
+            16
+        } else {
+            8
+        }
+    }
+
+    /// Runs `f`, compiled for AVX-512 or AVX2 + FMA when this `Isa` selects it.
     ///
     /// `f` and the `#[inline(always)]` helpers it calls are inlined into the feature-enabled
-    /// wrapper, which is what makes LLVM emit 256-bit code for them.
+    /// wrapper, which is what makes LLVM emit 512- or 256-bit code for them.
     #[inline(always)]
     pub(crate) fn run<R>(self, f: impl FnOnce() -> R) -> R {
+        #[cfg(target_arch = "x86_64")]
+        if self.avx512 {
+            // SAFETY: `avx512` is only true when `detect` saw AVX-512F, AVX2 and FMA on this
+            // CPU (the fields are private; `portable` and `without_avx512` only clear them).
+            return unsafe { run_avx512(f) };
+        }
         #[cfg(target_arch = "x86_64")]
         if self.avx2_fma {
             // SAFETY: `avx2_fma` is only true when `detect` saw both features on this CPU
@@ -93,30 +109,40 @@ unsafe fn run_avx2_fma<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// Eight f32 lanes: one block of channels, the unit every transform works on.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub(crate) struct V8(pub [f32; 8]);
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn run_avx512<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
 
-impl V8 {
-    pub const LANES: usize = 8;
+/// `L` f32 lanes: one block of channels, the unit every transform works on.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct V<const L: usize>(pub [f32; L]);
 
-    /// Loads `len` (<= 8) values from `src[off..]`; missing lanes are zero.
+impl<const L: usize> Default for V<L> {
+    fn default() -> Self {
+        Self([0.0; L])
+    }
+}
+
+impl<const L: usize> V<L> {
+    /// Loads `len` (<= L) values from `src[off..]`; missing lanes are zero.
     #[inline(always)]
     pub fn load(src: &[f32], off: usize, len: usize) -> Self {
-        let mut v = [0.0; 8];
-        if len == 8 {
-            v.copy_from_slice(&src[off..off + 8]);
+        let mut v = [0.0; L];
+        if len == L {
+            v.copy_from_slice(&src[off..off + L]);
         } else {
             v[..len].copy_from_slice(&src[off..off + len]);
         }
         Self(v)
     }
 
-    /// Stores the first `len` (<= 8) lanes into `dst[off..]`.
+    /// Stores the first `len` (<= L) lanes into `dst[off..]`.
     #[inline(always)]
     pub fn store(self, dst: &mut [f32], off: usize, len: usize) {
-        if len == 8 {
-            dst[off..off + 8].copy_from_slice(&self.0);
+        if len == L {
+            dst[off..off + L].copy_from_slice(&self.0);
         } else {
             dst[off..off + len].copy_from_slice(&self.0[..len]);
         }
@@ -128,7 +154,7 @@ impl V8 {
     }
 }
 
-impl Add for V8 {
+impl<const L: usize> Add for V<L> {
     type Output = Self;
     #[inline(always)]
     fn add(self, o: Self) -> Self {
@@ -136,7 +162,7 @@ impl Add for V8 {
     }
 }
 
-impl Sub for V8 {
+impl<const L: usize> Sub for V<L> {
     type Output = Self;
     #[inline(always)]
     fn sub(self, o: Self) -> Self {
@@ -144,7 +170,7 @@ impl Sub for V8 {
     }
 }
 
-impl Mul<f32> for V8 {
+impl<const L: usize> Mul<f32> for V<L> {
     type Output = Self;
     #[inline(always)]
     fn mul(self, s: f32) -> Self {

@@ -11,16 +11,16 @@ use rayon::prelude::*;
 use super::gemm::{gemm, Fused, PackedB};
 use super::pass::{Epilogue, Geometry};
 use super::scratch::with_scratch;
-use super::simd::{Isa, V8};
+use super::simd::{Isa, V};
 
 /// One Winograd variant: `A`-point input tiles, `M`-point output tiles, 3-tap filters.
 pub(crate) trait Tile<const A: usize, const M: usize> {
     /// The filter transform `G` (`A×3`).
     const G: [[f64; 3]; A];
     /// `Bᵀ d` along one axis.
-    fn input_1d(d: [V8; A]) -> [V8; A];
+    fn input_1d<const L: usize>(d: [V<L>; A]) -> [V<L>; A];
     /// `Aᵀ m` along one axis.
-    fn output_1d(m: [V8; A]) -> [V8; M];
+    fn output_1d<const L: usize>(m: [V<L>; A]) -> [V<L>; M];
 }
 
 /// F(2×2, 3×3), interpolation points 0, ±1.
@@ -35,12 +35,12 @@ impl Tile<4, 2> for F23 {
     ];
 
     #[inline(always)]
-    fn input_1d([d0, d1, d2, d3]: [V8; 4]) -> [V8; 4] {
+    fn input_1d<const L: usize>([d0, d1, d2, d3]: [V<L>; 4]) -> [V<L>; 4] {
         [d0 - d2, d1 + d2, d2 - d1, d1 - d3]
     }
 
     #[inline(always)]
-    fn output_1d([m0, m1, m2, m3]: [V8; 4]) -> [V8; 2] {
+    fn output_1d<const L: usize>([m0, m1, m2, m3]: [V<L>; 4]) -> [V<L>; 2] {
         [m0 + m1 + m2, m1 - m2 - m3]
     }
 }
@@ -59,7 +59,7 @@ impl Tile<6, 4> for F43 {
     ];
 
     #[inline(always)]
-    fn input_1d([d0, d1, d2, d3, d4, d5]: [V8; 6]) -> [V8; 6] {
+    fn input_1d<const L: usize>([d0, d1, d2, d3, d4, d5]: [V<L>; 6]) -> [V<L>; 6] {
         let a = d4 - d2 * 4.0;
         let b = d3 - d1 * 4.0;
         let c = d4 - d2;
@@ -75,7 +75,7 @@ impl Tile<6, 4> for F43 {
     }
 
     #[inline(always)]
-    fn output_1d([m0, m1, m2, m3, m4, m5]: [V8; 6]) -> [V8; 4] {
+    fn output_1d<const L: usize>([m0, m1, m2, m3, m4, m5]: [V<L>; 6]) -> [V<L>; 4] {
         let s12 = m1 + m2;
         let d12 = m1 - m2;
         let s34 = m3 + m4;
@@ -143,6 +143,14 @@ impl<const A: usize, const M: usize> Winograd<A, M> {
         let img_len = g.oh * g.ow * self.out_c;
         let target = self.tiles_per_batch(g.n * tiles_y * tiles_x);
         let per_img = tiles_y * tiles_x;
+        // The transforms run on vectors as wide as the CPU's registers.
+        let batch = |img0, nimg, ty0, ty1, out: &mut [f32]| {
+            if isa.lanes() == 16 {
+                self.batch::<T, 16>(isa, input, g, epi, img0, nimg, ty0, ty1, out);
+            } else {
+                self.batch::<T, 8>(isa, input, g, epi, img0, nimg, ty0, ty1, out);
+            }
+        };
         if per_img >= target {
             // Bands of whole tile rows inside one image: each band is a contiguous output slice.
             let band_rows = (target / tiles_x).max(1);
@@ -154,7 +162,7 @@ impl<const A: usize, const M: usize> Winograd<A, M> {
                         .for_each(|(b, band)| {
                             let ty0 = b * band_rows;
                             let ty1 = (ty0 + band_rows).min(tiles_y);
-                            self.batch::<T>(isa, input, g, epi, img, 1, ty0, ty1, band);
+                            batch(img, 1, ty0, ty1, band);
                         });
                 });
         } else {
@@ -164,7 +172,7 @@ impl<const A: usize, const M: usize> Winograd<A, M> {
                 .enumerate()
                 .for_each(|(b, o)| {
                     let nimg = o.len() / img_len;
-                    self.batch::<T>(isa, input, g, epi, b * imgs, nimg, 0, tiles_y, o);
+                    batch(b * imgs, nimg, 0, tiles_y, o);
                 });
         }
     }
@@ -181,7 +189,7 @@ impl<const A: usize, const M: usize> Winograd<A, M> {
     /// Transform, multiply and inverse-transform the tiles of images `img0..img0 + nimg`,
     /// tile rows `ty0..ty1`, writing into `out`, which starts at that first tile row.
     #[allow(clippy::too_many_arguments)]
-    fn batch<T: Tile<A, M>>(
+    fn batch<T: Tile<A, M>, const L: usize>(
         &self,
         isa: Isa,
         input: &[f32],
@@ -206,7 +214,7 @@ impl<const A: usize, const M: usize> Winograd<A, M> {
             isa.run(|| {
                 for t in 0..tiles {
                     let (img, y0, x0) = tile_pos(t);
-                    self.input_tile::<T>(input, g, img, y0, x0, t, tiles, v);
+                    self.input_tile::<T, L>(input, g, img, y0, x0, t, tiles, v);
                 }
             });
             for (p, up) in self.u.iter().enumerate() {
@@ -223,7 +231,7 @@ impl<const A: usize, const M: usize> Winograd<A, M> {
                 let out_base = (img0 * g.oh + ty0 * M) * g.ow * co;
                 for t in 0..tiles {
                     let (img, y0, x0) = tile_pos(t);
-                    self.output_tile::<T>(g, epi, img, y0, x0, t, tiles, m, out_base, out);
+                    self.output_tile::<T, L>(g, epi, img, y0, x0, t, tiles, m, out_base, out);
                 }
             });
         });
@@ -232,7 +240,7 @@ impl<const A: usize, const M: usize> Winograd<A, M> {
     /// `V[p][t][..] = (Bᵀ d B)[p]` for the tile whose output corner is (`y0`, `x0`).
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    fn input_tile<T: Tile<A, M>>(
+    fn input_tile<T: Tile<A, M>, const L: usize>(
         &self,
         input: &[f32],
         g: Geometry,
@@ -244,9 +252,9 @@ impl<const A: usize, const M: usize> Winograd<A, M> {
         v: &mut [f32],
     ) {
         let c = self.in_c;
-        for cb in (0..c).step_by(V8::LANES) {
-            let len = (c - cb).min(V8::LANES);
-            let mut d = [[V8::default(); A]; A];
+        for cb in (0..c).step_by(L) {
+            let len = (c - cb).min(L);
+            let mut d = [[V::<L>::default(); A]; A];
             for (y, row) in d.iter_mut().enumerate() {
                 // `wrapping_sub` turns rows above the image into huge values, caught below.
                 let iy = (y0 + y).wrapping_sub(self.padding);
@@ -256,7 +264,7 @@ impl<const A: usize, const M: usize> Winograd<A, M> {
                 for (x, e) in row.iter_mut().enumerate() {
                     let ix = (x0 + x).wrapping_sub(self.padding);
                     if ix < g.w {
-                        *e = V8::load(input, ((img * g.h + iy) * g.w + ix) * c + cb, len);
+                        *e = V::<L>::load(input, ((img * g.h + iy) * g.w + ix) * c + cb, len);
                     }
                 }
             }
@@ -278,7 +286,7 @@ impl<const A: usize, const M: usize> Winograd<A, M> {
     /// the output (the right and bottom tiles may hang over the edge).
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    fn output_tile<T: Tile<A, M>>(
+    fn output_tile<T: Tile<A, M>, const L: usize>(
         &self,
         g: Geometry,
         epi: Epilogue,
@@ -294,26 +302,26 @@ impl<const A: usize, const M: usize> Winograd<A, M> {
         let co = self.out_c;
         let rows = (g.oh - y0).min(M);
         let cols = (g.ow - x0).min(M);
-        for ob in (0..co).step_by(V8::LANES) {
-            let len = (co - ob).min(V8::LANES);
-            let s: [[V8; A]; A] = std::array::from_fn(|y| {
-                std::array::from_fn(|x| V8::load(m, ((y * A + x) * tiles + t) * co + ob, len))
+        for ob in (0..co).step_by(L) {
+            let len = (co - ob).min(L);
+            let s: [[V<L>; A]; A] = std::array::from_fn(|y| {
+                std::array::from_fn(|x| V::<L>::load(m, ((y * A + x) * tiles + t) * co + ob, len))
             });
-            let mut half = [[V8::default(); A]; M];
+            let mut half = [[V::<L>::default(); A]; M];
             for x in 0..A {
                 let col = T::output_1d(std::array::from_fn(|y| s[y][x]));
                 for (row, e) in half.iter_mut().zip(col) {
                     row[x] = e;
                 }
             }
-            let bias = V8::load(epi.bias, ob, len);
+            let bias = V::<L>::load(epi.bias, ob, len);
             for (dy, row) in half.iter().take(rows).enumerate() {
                 let y = T::output_1d(*row);
                 for (dx, &e) in y.iter().take(cols).enumerate() {
                     let at = ((img * g.oh + y0 + dy) * g.ow + x0 + dx) * co + ob;
                     let mut e = e + bias;
                     if let Some(res) = epi.residual {
-                        e = e + V8::load(res, at, len);
+                        e = e + V::<L>::load(res, at, len);
                     }
                     if epi.relu {
                         e = e.relu();
