@@ -8,7 +8,7 @@
 
 use rayon::prelude::*;
 
-use super::gemm::{gemm, Fused, PackedB};
+use super::gemm::{gemm, kernel_rows, Fused, PackedB};
 use super::pass::{Epilogue, Geometry};
 use super::scratch::with_scratch;
 use super::simd::{Isa, V};
@@ -140,54 +140,53 @@ impl<const A: usize, const M: usize> Winograd<A, M> {
     ) {
         let tiles_y = g.oh.div_ceil(M);
         let tiles_x = g.ow.div_ceil(M);
-        let img_len = g.oh * g.ow * self.out_c;
-        let target = self.tiles_per_batch(g.n * tiles_y * tiles_x);
-        let per_img = tiles_y * tiles_x;
-        // The transforms run on vectors as wide as the CPU's registers.
-        let batch = |img0, nimg, ty0, ty1, out: &mut [f32]| {
-            if isa.lanes() == 16 {
-                self.batch::<T, 16>(isa, input, g, epi, img0, nimg, ty0, ty1, out);
-            } else {
-                self.batch::<T, 8>(isa, input, g, epi, img0, nimg, ty0, ty1, out);
-            }
-        };
-        if per_img >= target {
-            // Bands of whole tile rows inside one image: each band is a contiguous output slice.
-            let band_rows = (target / tiles_x).max(1);
-            out.par_chunks_mut(img_len)
-                .enumerate()
-                .for_each(|(img, o)| {
-                    o.par_chunks_mut(band_rows * M * g.ow * self.out_c)
-                        .enumerate()
-                        .for_each(|(b, band)| {
-                            let ty0 = b * band_rows;
-                            let ty1 = (ty0 + band_rows).min(tiles_y);
-                            batch(img, 1, ty0, ty1, band);
-                        });
-                });
-        } else {
-            // Several whole images per batch (late layers have few tiles per image).
-            let imgs = (target / per_img).max(1);
-            out.par_chunks_mut(imgs * img_len)
-                .enumerate()
-                .for_each(|(b, o)| {
-                    let nimg = o.len() / img_len;
-                    batch(b * imgs, nimg, 0, tiles_y, o);
-                });
+        let rows_total = g.n * tiles_y;
+        let rows = self.rows_per_batch(isa, rows_total, tiles_x);
+        // Batches are runs of whole tile rows, counted across images (late layers have few
+        // tiles per image), so each batch's output is one contiguous slice.
+        let row_start = |r: usize| (r / tiles_y * g.oh + (r % tiles_y) * M) * g.ow * self.out_c;
+        let mut batches = Vec::with_capacity(rows_total.div_ceil(rows));
+        let mut rest = out;
+        for r0 in (0..rows_total).step_by(rows) {
+            let r1 = (r0 + rows).min(rows_total);
+            let (head, tail) = rest.split_at_mut(row_start(r1) - row_start(r0));
+            batches.push((r0, r1, head));
+            rest = tail;
         }
+        batches.into_par_iter().for_each(|(r0, r1, o)| {
+            // The transforms run on vectors as wide as the CPU's registers.
+            if isa.lanes() == 16 {
+                self.batch::<T, 16>(isa, input, g, epi, r0, r1, o);
+            } else {
+                self.batch::<T, 8>(isa, input, g, epi, r0, r1, o);
+            }
+        });
     }
 
-    /// Tiles per GEMM batch: big enough for efficient GEMMs, small enough for several batches
-    /// per thread and for `V` and `M` to stay near L2.
-    fn tiles_per_batch(&self, total_tiles: usize) -> usize {
+    /// Tile rows per GEMM batch: enough tiles for efficient GEMMs, few enough for several
+    /// batches per thread and for `V` and `M` to stay near L2, and where possible a whole
+    /// number of the microkernel's row panels (14 tiles with AVX-512, 6 with AVX2), since a
+    /// GEMM of 16 rows costs as much as one of 28.
+    fn rows_per_batch(&self, isa: Isa, rows_total: usize, tiles_x: usize) -> usize {
         const CACHE_FLOATS: usize = 256 * 1024;
         let by_cache = CACHE_FLOATS / (A * A * (self.in_c + self.out_c));
-        let by_threads = total_tiles.div_ceil(2 * rayon::current_num_threads());
-        by_cache.clamp(24, 128).min(by_threads).max(1)
+        let by_threads = (rows_total * tiles_x).div_ceil(2 * rayon::current_num_threads());
+        let target = by_cache.clamp(24, 128).min(by_threads).max(1);
+        let mr = kernel_rows(isa);
+        // Tile rows per whole number of row panels.
+        let step = mr / gcd(mr, tiles_x);
+        let rows = (target / tiles_x).max(1);
+        let aligned = if rows < step {
+            step
+        } else {
+            rows / step * step
+        };
+        aligned.min(rows_total)
     }
 
-    /// Transform, multiply and inverse-transform the tiles of images `img0..img0 + nimg`,
-    /// tile rows `ty0..ty1`, writing into `out`, which starts at that first tile row.
+    /// Transform, multiply and inverse-transform the tiles of tile rows `r0..r1` (counted
+    /// across images: row `r` is tile row `r % tiles_y` of image `r / tiles_y`), writing into
+    /// `out`, which starts at row `r0`'s first output pixel.
     #[allow(clippy::too_many_arguments)]
     fn batch<T: Tile<A, M>, const L: usize>(
         &self,
@@ -195,19 +194,16 @@ impl<const A: usize, const M: usize> Winograd<A, M> {
         input: &[f32],
         g: Geometry,
         epi: Epilogue,
-        img0: usize,
-        nimg: usize,
-        ty0: usize,
-        ty1: usize,
+        r0: usize,
+        r1: usize,
         out: &mut [f32],
     ) {
-        let tiles_x = g.ow.div_ceil(M);
-        let tiles = nimg * (ty1 - ty0) * tiles_x;
+        let (tiles_y, tiles_x) = (g.oh.div_ceil(M), g.ow.div_ceil(M));
+        let tiles = (r1 - r0) * tiles_x;
         let (ci, co) = (self.in_c, self.out_c);
         let tile_pos = |t: usize| {
-            let img = img0 + t / ((ty1 - ty0) * tiles_x);
-            let ty = ty0 + (t / tiles_x) % (ty1 - ty0);
-            (img, ty * M, (t % tiles_x) * M)
+            let r = r0 + t / tiles_x;
+            (r / tiles_y, r % tiles_y * M, (t % tiles_x) * M)
         };
         with_scratch(A * A * tiles * (ci + co), |buf| {
             let (v, m) = buf.split_at_mut(A * A * tiles * ci);
@@ -228,7 +224,7 @@ impl<const A: usize, const M: usize> Winograd<A, M> {
                 );
             }
             isa.run(|| {
-                let out_base = (img0 * g.oh + ty0 * M) * g.ow * co;
+                let out_base = (r0 / tiles_y * g.oh + r0 % tiles_y * M) * g.ow * co;
                 for t in 0..tiles {
                     let (img, y0, x0) = tile_pos(t);
                     self.output_tile::<T, L>(g, epi, img, y0, x0, t, tiles, m, out_base, out);
@@ -330,5 +326,13 @@ impl<const A: usize, const M: usize> Winograd<A, M> {
                 }
             }
         }
+    }
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
     }
 }
