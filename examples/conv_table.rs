@@ -1,7 +1,7 @@
 //! Per-layer GFLOP/s of `xsearch::kernels` on every RN50 convolution, next to candle's stock
 //! `conv2d` in the same run, and the image tower's predicted images/s from the conv time alone.
 //!
-//!     cargo run --release --example conv_table -- [BATCH] [REPS]
+//!     cargo run --release --example conv_table -- [BATCH] [REPS] [--no-candle]
 //!
 //! GFLOP/s count direct-convolution work (2·MACs), whatever the algorithm does, so Winograd
 //! numbers are "effective" rates. `%peak` divides by this CPU's FMA peak, measured at the start
@@ -18,7 +18,11 @@ use candle_core::{Device, Tensor};
 use xsearch::kernels::{Algorithm, Conv2d, ConvShape, Isa};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut args = std::env::args().skip(1);
+    let (flags, positional): (Vec<String>, Vec<String>) =
+        std::env::args().skip(1).partition(|a| a.starts_with("--"));
+    // candle's conv2d is the slowest column by far; the other columns do not need it.
+    let with_candle = !flags.iter().any(|f| f == "--no-candle");
+    let mut args = positional.into_iter();
     let batch: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(8);
     let reps: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(3);
     let threads = rayon::current_num_threads();
@@ -48,7 +52,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let flop = s.flops(batch, tc.size, tc.size);
         let time = |algorithm| time_ours(s, tc.size, batch, reps, algorithm);
         let auto = time(Algorithm::Auto)?;
-        let candle = time_candle(s, tc.size, batch, reps)?;
+        let candle = if with_candle {
+            time_candle(s, tc.size, batch, reps)?
+        } else {
+            f64::NAN
+        };
         let gflops = |t: f64| flop / t / 1e9;
         let alternatives = if s.kh == 3 && s.stride == 1 {
             format!(
