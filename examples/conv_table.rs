@@ -7,12 +7,11 @@
 //! numbers are "effective" rates. `%peak` divides by this CPU's FMA peak, measured at the start
 //! by a tight loop of independent FMAs on every rayon thread at once (AVX-512 where the kernels
 //! use it, else AVX2; `XSEARCH_SIMD=avx2` measures and runs the AVX2 path). Run it on a quiet
-//! machine, or compare columns, not runs.
+//! machine, or compare columns, not runs; on a loaded one, `XSEARCH_BENCH_CLOCK=cpu` with
+//! `RAYON_NUM_THREADS=1` times by CPU time (rates and peak then per core).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
-
-use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use xsearch::kernels::{Algorithm, Conv2d, ConvShape, Isa};
@@ -28,7 +27,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let threads = rayon::current_num_threads();
     let peak = fma_peak_gflops(Isa::detect());
     println!(
-        "batch {batch}, best of {reps}, {threads} threads, measured FMA peak {peak:.1} GFLOP/s ({:?})",
+        "batch {batch}, best of {reps}, {threads} threads, {} clock, measured FMA peak {peak:.1} GFLOP/s ({:?})",
+        std::env::var("XSEARCH_BENCH_CLOCK").unwrap_or_else(|_| "wall".into()),
         Isa::detect()
     );
     println!(
@@ -111,9 +111,9 @@ fn best_of(
     f()?; // warm-up: grows scratch buffers, faults pages in
     let mut best = f64::INFINITY;
     for _ in 0..reps {
-        let t = Instant::now();
+        let t = common::bench_now();
         f()?;
-        best = best.min(t.elapsed().as_secs_f64());
+        best = best.min(common::bench_now() - t);
     }
     Ok(best)
 }
@@ -172,9 +172,9 @@ fn fma_peak_gflops(isa: Isa) -> f64 {
     let lanes = if isa.is_avx512() { 16 } else { 8 };
     let mut best = f64::INFINITY;
     for _ in 0..5 {
-        let t = Instant::now();
+        let t = common::bench_now();
         let sums = rayon::broadcast(|_| fma_chains(isa, ITERS));
-        best = best.min(t.elapsed().as_secs_f64());
+        best = best.min(common::bench_now() - t);
         // Keeps the loops from being optimised away.
         assert!(sums.iter().all(|s| s.is_finite()));
     }

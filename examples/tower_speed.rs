@@ -5,11 +5,11 @@
 //!
 //! Writes the 408 MB scheme checkpoint to a temp dir first. Prints the best of REPS timed
 //! runs per batch size, after one warm-up run. Compare numbers from one run, not across runs.
+//! `XSEARCH_BENCH_CLOCK=cpu` times by process CPU time (see `tests/common`'s `bench_now`) and
+//! `XSEARCH_SIMD=avx2` runs the AVX2 kernels on an AVX-512 CPU.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
-
-use std::time::Instant;
 
 use xsearch::model::{ImageEncoder, ModelFiles};
 
@@ -45,9 +45,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         encoder.embed(&pixels)?;
         let mut best = f64::INFINITY;
         for _ in 0..reps {
-            let start = Instant::now();
+            let start = common::bench_now();
             encoder.embed(&pixels)?;
-            best = best.min(start.elapsed().as_secs_f64());
+            best = best.min(common::bench_now() - start);
         }
         println!(
             "batch {batch:>3}: {:>7.1} ms/batch, {:>6.2} images/s (best of {reps}, {threads} threads)",

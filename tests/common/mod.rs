@@ -148,3 +148,26 @@ pub fn rn50_convs() -> Vec<xsearch::model::resnet::TowerConv> {
         .expect("the RN50 config");
     xsearch::model::resnet::tower_convs(&config.model_cfg).expect("RN50 is a supported tower")
 }
+
+/// The clock the speed examples time with, in seconds from an arbitrary origin: wall-clock
+/// time, or with `XSEARCH_BENCH_CLOCK=cpu` this process's CPU time (all threads), which
+/// other processes on a loaded machine distort far less. CPU-time rates are per core; use them
+/// with `RAYON_NUM_THREADS=1`, since idle rayon workers spin for a while before they sleep.
+pub fn bench_now() -> f64 {
+    static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    if std::env::var("XSEARCH_BENCH_CLOCK").as_deref() == Ok("cpu") {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant libc knows.
+        let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+        assert_eq!(rc, 0, "clock_gettime(CLOCK_PROCESS_CPUTIME_ID)");
+        ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+    } else {
+        ORIGIN
+            .get_or_init(std::time::Instant::now)
+            .elapsed()
+            .as_secs_f64()
+    }
+}
