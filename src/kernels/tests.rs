@@ -301,6 +301,35 @@ fn winograd_error_at_rn50_width() {
     }
 }
 
+/// At 256 channels and more the Winograd paths multiply position by position across batches
+/// (`Winograd::by_position`); this shape gives several batches of tile rows that cross images,
+/// on every instruction set.
+#[test]
+fn winograd_by_position_matches_reference() {
+    let case = Case {
+        shape: ConvShape::square(320, 256, 3, 1, 1),
+        n: 2,
+        h: 16,
+        w: 7,
+        residual: true,
+        relu: true,
+        seed: 11,
+    };
+    for isa in [
+        Isa::detect(),
+        Isa::detect().without_avx512(),
+        Isa::portable(),
+    ] {
+        for (algorithm, tolerance) in [
+            (Algorithm::WinogradF2, F2_TOLERANCE),
+            (Algorithm::WinogradF4, F4_TOLERANCE),
+        ] {
+            let err = worst_relative_error(case, algorithm, isa);
+            assert!(err <= tolerance, "{algorithm:?} {isa:?}: relative error {err:e}");
+        }
+    }
+}
+
 #[test]
 fn auto_picks_winograd_for_3x3_stride_1_only() {
     let conv3 = ConvShape::square(4, 4, 3, 1, 1);

@@ -150,16 +150,101 @@ impl<const A: usize, const M: usize> Winograd<A, M> {
         for r0 in (0..rows_total).step_by(rows) {
             let r1 = (r0 + rows).min(rows_total);
             let (head, tail) = rest.split_at_mut(row_start(r1) - row_start(r0));
-            batches.push((r0, r1, head));
+            batches.push(Batch {
+                r0,
+                r1,
+                tiles: (r1 - r0) * tiles_x,
+                out: head,
+            });
             rest = tail;
         }
-        batches.into_par_iter().for_each(|(r0, r1, o)| {
-            // The transforms run on vectors as wide as the CPU's registers.
-            if isa.lanes() == 16 {
-                self.batch::<T, 16>(isa, input, g, epi, r0, r1, o);
-            } else {
-                self.batch::<T, 8>(isa, input, g, epi, r0, r1, o);
+        if self.in_c * self.out_c < BY_POSITION_MIN_CHANNELS2 {
+            batches.into_par_iter().for_each(|b| {
+                let (ci, co) = (self.in_c, self.out_c);
+                with_scratch(A * A * b.tiles * (ci + co), |buf| {
+                    let (v, m) = buf.split_at_mut(A * A * b.tiles * ci);
+                    self.transform_in::<T>(isa, input, g, b.r0, b.r1, v);
+                    for (p, up) in self.u.iter().enumerate() {
+                        let (vp, mp) = (p * b.tiles * ci, p * b.tiles * co);
+                        let (vp, mp) = (&v[vp..][..b.tiles * ci], &mut m[mp..][..b.tiles * co]);
+                        gemm(isa, b.tiles, vp, up, mp, Fused::default());
+                    }
+                    self.transform_out::<T>(isa, g, epi, b.r0, b.r1, m, b.out);
+                });
+            });
+        } else {
+            let per_tile = A * A * (self.in_c + self.out_c);
+            let mut batches = batches.into_iter().peekable();
+            while batches.peek().is_some() {
+                // Groups of batches whose `V` and `M` fit the cap, at least one batch each.
+                let mut group = Vec::new();
+                let mut tiles = 0;
+                while let Some(b) = batches.next_if(|b| {
+                    group.is_empty() || (tiles + b.tiles) * per_tile <= BY_POSITION_MAX_FLOATS
+                }) {
+                    tiles += b.tiles;
+                    group.push(b);
+                }
+                self.by_position::<T>(isa, input, g, epi, tiles, group);
             }
+        }
+    }
+
+    /// All of `batches` at once, in three parallel phases: the input transforms batch by
+    /// batch, then the GEMMs position by position (each thread streams a filter matrix `U[p]`
+    /// from memory once and keeps it in L2 across every batch's tiles), then the output
+    /// transforms. With 256-512 channels `U` is 9-36 MB, and multiplying it batch by batch
+    /// read all of it again for every batch of a few dozen tiles.
+    #[allow(clippy::too_many_arguments)]
+    fn by_position<T: Tile<A, M>>(
+        &self,
+        isa: Isa,
+        input: &[f32],
+        g: Geometry,
+        epi: Epilogue,
+        tiles: usize,
+        batches: Vec<Batch>,
+    ) {
+        let (ci, co) = (self.in_c, self.out_c);
+        with_scratch(A * A * tiles * (ci + co), |buf| {
+            let (v, m) = buf.split_at_mut(A * A * tiles * ci);
+            // Each batch's `V` (and `M`) is one contiguous `[p][t][c]` region, in batch order.
+            let mut vs = Vec::with_capacity(batches.len());
+            let mut rest = &mut v[..];
+            for b in &batches {
+                let (head, tail) = rest.split_at_mut(A * A * b.tiles * ci);
+                vs.push(head);
+                rest = tail;
+            }
+            vs.par_iter_mut()
+                .zip(&batches)
+                .for_each(|(v, b)| self.transform_in::<T>(isa, input, g, b.r0, b.r1, v));
+            let mut by_p: Vec<Vec<&mut [f32]>> = (0..A * A).map(|_| Vec::new()).collect();
+            let mut rest = &mut m[..];
+            for b in &batches {
+                let (head, tail) = rest.split_at_mut(A * A * b.tiles * co);
+                for (p, mp) in head.chunks_exact_mut(b.tiles * co).enumerate() {
+                    by_p[p].push(mp);
+                }
+                rest = tail;
+            }
+            by_p.into_par_iter().enumerate().for_each(|(p, ms)| {
+                for ((mp, v), b) in ms.into_iter().zip(&vs).zip(&batches) {
+                    let vp = &v[p * b.tiles * ci..][..b.tiles * ci];
+                    gemm(isa, b.tiles, vp, &self.u[p], mp, Fused::default());
+                }
+            });
+            let mut rest = &m[..];
+            let mut ms = Vec::with_capacity(batches.len());
+            for b in &batches {
+                let (head, tail) = rest.split_at(A * A * b.tiles * co);
+                ms.push(head);
+                rest = tail;
+            }
+            batches
+                .into_par_iter()
+                .zip(ms)
+                .for_each(|(b, m)| self.transform_out::<T>(isa, g, epi, b.r0, b.r1, m, b.out));
         });
     }
 
@@ -184,53 +269,68 @@ impl<const A: usize, const M: usize> Winograd<A, M> {
         aligned.min(rows_total)
     }
 
-    /// Transform, multiply and inverse-transform the tiles of tile rows `r0..r1` (counted
-    /// across images: row `r` is tile row `r % tiles_y` of image `r / tiles_y`), writing into
-    /// `out`, which starts at row `r0`'s first output pixel.
-    #[allow(clippy::too_many_arguments)]
-    fn batch<T: Tile<A, M>, const L: usize>(
+    /// `V` for the tiles of tile rows `r0..r1` (counted across images: row `r` is tile row
+    /// `r % tiles_y` of image `r / tiles_y`), on vectors as wide as the CPU's registers.
+    fn transform_in<T: Tile<A, M>>(
         &self,
         isa: Isa,
         input: &[f32],
         g: Geometry,
+        r0: usize,
+        r1: usize,
+        v: &mut [f32],
+    ) {
+        let tiles = (r1 - r0) * g.ow.div_ceil(M);
+        // Written out per width: the loop must be inlined into `Isa::run`'s feature-enabled
+        // copy for the transforms to compile to 256- or 512-bit code.
+        if isa.lanes() == 16 {
+            isa.run(|| {
+                for t in 0..tiles {
+                    let (img, y0, x0) = tile_pos::<M>(g, r0, t);
+                    self.input_tile::<T, 16>(input, g, img, y0, x0, t, tiles, v);
+                }
+            });
+        } else {
+            isa.run(|| {
+                for t in 0..tiles {
+                    let (img, y0, x0) = tile_pos::<M>(g, r0, t);
+                    self.input_tile::<T, 8>(input, g, img, y0, x0, t, tiles, v);
+                }
+            });
+        }
+    }
+
+    /// `Y = Aᵀ M A` plus the epilogue for the tiles of tile rows `r0..r1` into `out`, which
+    /// starts at row `r0`'s first output pixel.
+    #[allow(clippy::too_many_arguments)]
+    fn transform_out<T: Tile<A, M>>(
+        &self,
+        isa: Isa,
+        g: Geometry,
         epi: Epilogue,
         r0: usize,
         r1: usize,
+        m: &[f32],
         out: &mut [f32],
     ) {
-        let (tiles_y, tiles_x) = (g.oh.div_ceil(M), g.ow.div_ceil(M));
-        let tiles = (r1 - r0) * tiles_x;
-        let (ci, co) = (self.in_c, self.out_c);
-        let tile_pos = |t: usize| {
-            let r = r0 + t / tiles_x;
-            (r / tiles_y, r % tiles_y * M, (t % tiles_x) * M)
-        };
-        with_scratch(A * A * tiles * (ci + co), |buf| {
-            let (v, m) = buf.split_at_mut(A * A * tiles * ci);
+        let tiles_y = g.oh.div_ceil(M);
+        let tiles = (r1 - r0) * g.ow.div_ceil(M);
+        let out_base = (r0 / tiles_y * g.oh + r0 % tiles_y * M) * g.ow * self.out_c;
+        if isa.lanes() == 16 {
             isa.run(|| {
                 for t in 0..tiles {
-                    let (img, y0, x0) = tile_pos(t);
-                    self.input_tile::<T, L>(input, g, img, y0, x0, t, tiles, v);
+                    let (img, y0, x0) = tile_pos::<M>(g, r0, t);
+                    self.output_tile::<T, 16>(g, epi, img, y0, x0, t, tiles, m, out_base, out);
                 }
             });
-            for (p, up) in self.u.iter().enumerate() {
-                gemm(
-                    isa,
-                    tiles,
-                    &v[p * tiles * ci..][..tiles * ci],
-                    up,
-                    &mut m[p * tiles * co..][..tiles * co],
-                    Fused::default(),
-                );
-            }
+        } else {
             isa.run(|| {
-                let out_base = (r0 / tiles_y * g.oh + r0 % tiles_y * M) * g.ow * co;
                 for t in 0..tiles {
-                    let (img, y0, x0) = tile_pos(t);
-                    self.output_tile::<T, L>(g, epi, img, y0, x0, t, tiles, m, out_base, out);
+                    let (img, y0, x0) = tile_pos::<M>(g, r0, t);
+                    self.output_tile::<T, 8>(g, epi, img, y0, x0, t, tiles, m, out_base, out);
                 }
             });
-        });
+        }
     }
 
     /// `V[p][t][..] = (Bᵀ d B)[p]` for the tile whose output corner is (`y0`, `x0`).
@@ -327,6 +427,30 @@ impl<const A: usize, const M: usize> Winograd<A, M> {
             }
         }
     }
+}
+
+/// Below this `in_c · out_c` (256 × 256), batches run one after another, each all the way
+/// through: its `V` and `M` stay in L2 and re-reading `U` per batch costs less than the
+/// round trip through memory that [`Winograd::by_position`] makes them take.
+const BY_POSITION_MIN_CHANNELS2: usize = 256 * 256;
+
+/// The most floats of `V` and `M` one [`Winograd::by_position`] group holds (64 MiB).
+const BY_POSITION_MAX_FLOATS: usize = 16 << 20;
+
+/// A run of whole tile rows `r0..r1` and its slice of the output.
+struct Batch<'a> {
+    r0: usize,
+    r1: usize,
+    tiles: usize,
+    out: &'a mut [f32],
+}
+
+/// Image, output row and output column of tile `t` of the batch starting at tile row `r0`.
+#[inline(always)]
+fn tile_pos<const M: usize>(g: Geometry, r0: usize, t: usize) -> (usize, usize, usize) {
+    let (tiles_y, tiles_x) = (g.oh.div_ceil(M), g.ow.div_ceil(M));
+    let r = r0 + t / tiles_x;
+    (r / tiles_y, r % tiles_y * M, (t % tiles_x) * M)
 }
 
 fn gcd(a: usize, b: usize) -> usize {
