@@ -13,7 +13,9 @@ use super::KernelError;
 /// How a [`Conv2d`] computes its output.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Algorithm {
-    /// Pick by shape: Winograd F(4,3) for 3×3 stride-1 convolutions, GEMM otherwise.
+    /// Pick by shape: Winograd F(4,3) for 3×3 stride-1 convolutions, a GEMM straight over
+    /// the input for pointwise ones, [`Algorithm::Direct`] for the rest (the stride-2 stem:
+    /// 1.5× the im2col GEMM, `examples/conv_table.rs`).
     Auto,
     /// A packed GEMM over the input itself (1×1, stride 1, no padding) or over an im2col copy
     /// built chunk by chunk in a per-thread scratch buffer (everything else).
@@ -139,7 +141,8 @@ impl Conv2d {
         check_len("conv bias", out_c, bias.len())?;
         let algorithm = match algorithm {
             Algorithm::Auto if shape.is_3x3_s1() => Algorithm::WinogradF4,
-            Algorithm::Auto => Algorithm::Gemm,
+            Algorithm::Auto if shape.is_pointwise() || kh > MAX_KERNEL => Algorithm::Gemm,
+            Algorithm::Auto => Algorithm::Direct,
             Algorithm::WinogradF2 | Algorithm::WinogradF4 if !shape.is_3x3_s1() => {
                 return Err(KernelError::Geometry(format!(
                     "{algorithm:?} needs a 3x3 kernel with stride 1, got {kh}x{kw} stride {stride}; use Algorithm::Gemm"

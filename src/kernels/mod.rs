@@ -2,11 +2,13 @@
 //!
 //! [`Conv2d`] packs BatchNorm-folded OIHW weights once and runs `act(conv(x) + bias + residual)`
 //! in one output pass: 1×1 convolutions are GEMMs straight over the input, 3×3 stride-1
-//! convolutions use Winograd F(4×4, 3×3), anything else (the stride-2 stem) an im2col GEMM.
-//! GEMMs run on our own packed SGEMM (`gemm.rs`: weights packed once into 16-wide panels, a
-//! 14×16 AVX-512 or 6×16 AVX2 + FMA microkernel with the epilogue fused into its store); the
-//! Winograd transforms are written once over 8-lane vectors and compiled for AVX2 + FMA when
-//! the CPU has them ([`Isa`]).
+//! convolutions use Winograd F(4×4, 3×3) (multiplied position by position across the whole
+//! call at 256+ channels, where the transformed filters outgrow L2), anything else (the
+//! stride-2 stem) a direct convolution whose GEMM reads overlapping windows of the input
+//! (`direct.rs`). GEMMs run on our own packed SGEMM (`gemm.rs`: weights packed once into
+//! 16-wide panels, a 14×16 AVX-512 or 6×16 AVX2 + FMA microkernel with the epilogue fused into
+//! its store); the Winograd transforms are written once over 8- or 16-lane vectors and
+//! compiled for AVX2 + FMA or AVX-512 when the CPU has them ([`Isa`]).
 //!
 //! ```
 //! use xsearch::kernels::{Conv2d, ConvShape};

@@ -325,7 +325,10 @@ fn winograd_by_position_matches_reference() {
             (Algorithm::WinogradF4, F4_TOLERANCE),
         ] {
             let err = worst_relative_error(case, algorithm, isa);
-            assert!(err <= tolerance, "{algorithm:?} {isa:?}: relative error {err:e}");
+            assert!(
+                err <= tolerance,
+                "{algorithm:?} {isa:?}: relative error {err:e}"
+            );
         }
     }
 }
