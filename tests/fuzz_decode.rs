@@ -7,6 +7,11 @@
 //! `XSEARCH_FUZZ_MUTANTS=N` sets the mutants per seed (default 10,000) for a longer hunt,
 //! `XSEARCH_FUZZ_SEED=N` the random seed, and `XSEARCH_FUZZ_KEEP=DIR` a folder where mutants
 //! that crashed a decoder are written (to keep as fixtures under `crashers/`).
+//!
+//! The reduced-scale JPEG path runs through libjpeg-turbo where the system has it, and
+//! through jpeg-decoder in a second run of these tests (`common/jpeg_paths.rs`).
+
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::sync::Once;
@@ -164,7 +169,44 @@ fn every_seed_decodes() {
             .starts_with("exif-rotated");
         let expected = if rotated { (16, 24) } else { (24, 16) };
         assert_eq!(image.dimensions_pair(), expected, "{}", path.display());
+        // The reduced-scale path: JPEGs at half size (8 pixels kept on the short side), CMYK
+        // ones at full size (neither scaled decoder converts CMYK), other formats untouched.
+        let bytes = std::fs::read(path).unwrap();
+        let reduced = decode_bytes_scaled(&bytes, &limits(), 8).unwrap_or_else(|e| panic!("{e}"));
+        let name = path.file_name().unwrap().to_str().unwrap();
+        let halved = name.ends_with(".jpg") && name != "cmyk.jpg";
+        let (w, h) = expected;
+        let expected = if halved { (w / 2, h / 2) } else { expected };
+        assert_eq!(reduced.dimensions_pair(), expected, "{name}, reduced");
+        if halved {
+            // Close to the full-size image averaged 2x2 (the exact pixels differ by decoder).
+            // Measured: at most 0.92 levels (libjpeg-turbo), 1.80 (jpeg-decoder).
+            let full = image.to_rgb8();
+            let small = reduced.to_rgb8();
+            let mut total = 0.0;
+            for (x, y, pixel) in small.enumerate_pixels() {
+                for (c, &value) in pixel.0.iter().enumerate() {
+                    let sum: u32 = [(0, 0), (1, 0), (0, 1), (1, 1)]
+                        .iter()
+                        .map(|(dx, dy)| u32::from(full.get_pixel(2 * x + dx, 2 * y + dy)[c]))
+                        .sum();
+                    total += (f64::from(sum) / 4.0 - f64::from(value)).abs();
+                }
+            }
+            let mean_difference = total / f64::from(3 * small.width() * small.height());
+            assert!(
+                mean_difference < 3.0,
+                "{name}: mean difference {mean_difference:.2}"
+            );
+        }
     }
+}
+
+#[test]
+fn every_test_here_passes_on_the_pure_rust_path_too() {
+    common::jpeg_paths::rerun_on_the_pure_rust_path(
+        "every_test_here_passes_on_the_pure_rust_path_too",
+    );
 }
 
 trait Dimensions {
@@ -192,7 +234,8 @@ fn thousands_of_mutants_never_panic_and_are_all_accounted_for() {
         let other = &seeds[(i + 1) % seeds.len()];
         for n in 0..per_seed {
             let mutant = mutate(seed, other, &mut rng);
-            // Every other mutant takes the reduced-scale path, where JPEGs meet jpeg-decoder.
+            // Every other mutant takes the reduced-scale path, where JPEGs meet libjpeg-turbo
+            // (or jpeg-decoder, without it).
             let result = if n % 2 == 0 {
                 decode_bytes(&mutant, &limits)
             } else {

@@ -5,7 +5,8 @@
 //! decoded pixels is exact), the image x text similarity matrix within 1e-4 wherever the decoder is
 //! exact (all but JPEG). Palette and 16-bit
 //! images are where xsearch chooses to differ from Pillow; their cosine is printed, not held to
-//! the bar.
+//! the bar. Large JPEGs are reduced by libjpeg-turbo, and by jpeg-decoder in a second run
+//! (`common/jpeg_paths.rs`).
 
 mod common;
 
@@ -73,4 +74,11 @@ fn files_embed_like_open_clip() {
             }
         }
     }
+}
+
+#[test]
+fn every_test_here_passes_on_the_pure_rust_path_too() {
+    common::jpeg_paths::rerun_on_the_pure_rust_path(
+        "every_test_here_passes_on_the_pure_rust_path_too",
+    );
 }

@@ -1,5 +1,8 @@
 //! `decode_file` / `decode_bytes`: content detection, limits, orientation, damaged input; the
-//! reduced-scale JPEG path of `decode_bytes_scaled`.
+//! reduced-scale JPEG path of `decode_bytes_scaled`, through libjpeg-turbo and, in a second run
+//! of these tests, through jpeg-decoder (`common/jpeg_paths.rs`).
+
+mod common;
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
@@ -9,7 +12,8 @@ use image::codecs::gif::GifEncoder;
 use image::codecs::jpeg::JpegEncoder;
 use image::{DynamicImage, Frame, ImageFormat, Rgb, RgbImage, Rgba, RgbaImage};
 use xsearch::decode::{
-    decode_bytes, decode_bytes_scaled, decode_file, decode_file_scaled, DecodeError, DecodeLimits,
+    decode_bytes, decode_bytes_scaled, decode_file, decode_file_scaled, turbojpeg_status,
+    DecodeError, DecodeLimits,
 };
 use xsearch::model::preprocess::{min_source_side, Preprocessor};
 
@@ -348,7 +352,7 @@ fn crop_difference(a: &RgbImage, b: &RgbImage) -> (f64, u8) {
 fn large_jpeg_decodes_at_the_smallest_scale_keeping_twice_the_model_size() {
     let min_side = min_source_side(224);
     assert_eq!(min_side, 448);
-    // 3000 / 4 = 750 is the smallest reduction at or above 448 (1/8 is never used).
+    // 3000 / 4 = 750 is the smallest reduction at or above 448 (1/8 would give 375).
     let image = decode_bytes_scaled(large_jpeg(), &limits(), min_side).unwrap();
     assert_eq!((image.width(), image.height()), (1000, 750));
     // A larger minimum keeps more: half size.
@@ -357,6 +361,21 @@ fn large_jpeg_decodes_at_the_smallest_scale_keeping_twice_the_model_size() {
     // Too large a minimum for any reduction: full size.
     let image = decode_bytes_scaled(large_jpeg(), &limits(), 1501).unwrap();
     assert_eq!((image.width(), image.height()), (4000, 3000));
+    // 1/8 where it keeps the minimum, but only through libjpeg-turbo (jpeg-decoder's 1x1
+    // inverse DCT truncates: see `src/decode/jpeg.rs`).
+    let image = decode_bytes_scaled(large_jpeg(), &limits(), 375).unwrap();
+    let expected = match turbojpeg_status() {
+        Ok(()) => (500, 375),
+        Err(_) => (1000, 750),
+    };
+    assert_eq!((image.width(), image.height()), expected);
+}
+
+#[test]
+fn every_test_here_passes_on_the_pure_rust_path_too() {
+    common::jpeg_paths::rerun_on_the_pure_rust_path(
+        "every_test_here_passes_on_the_pure_rust_path_too",
+    );
 }
 
 #[test]

@@ -1,41 +1,70 @@
-//! JPEG specifics: the reduced-DCT path for large photos, and the check that a file is not
-//! cut short.
+//! JPEG specifics: the reduced-DCT path for large photos (libjpeg-turbo when the system has
+//! it, `turbojpeg.rs`; jpeg-decoder otherwise), the check that a file is not cut short, and the
+//! marker segments a JPEG's header is made of.
 
 use image::metadata::Orientation;
 use image::{DynamicImage, GrayImage, RgbImage};
 
 use super::limits::DecodeLimits;
+use super::turbojpeg;
 
-/// The DCT scale, in eighths (4 or 2), that decodes an image with this short side to the
-/// smallest size whose short side is still `min_side`; `None` when even half size is too small.
+/// The DCT scales, in eighths, that jpeg-decoder reduces by.
 ///
 /// 1/8 is left out: jpeg-decoder 0.3.2's 1x1 IDCT truncates the DC value instead of rounding
 /// it, darkening the image by half a level. Measured on 224 crops of a 4000x3000 JPEG decoded
 /// to 500x375: mean difference from full-size decoding 0.78 levels (0.24 at 1/4); on the parity
 /// fixture `large.jpg` with its 64-pixel model, embedding cosine to open_clip 0.988 at 1/8 and
 /// 0.9997 at 1/4. A 1/4 decode of even a 50-megapixel photo is only 2 megapixels.
-fn dct_scale(short_side: u32, min_side: u32) -> Option<u32> {
-    [2, 4]
-        .into_iter()
+const RUST_SCALES: &[u32] = &[2, 4];
+
+/// The DCT scales, in eighths, that libjpeg-turbo reduces by: its 1x1 IDCT rounds, so 1/8 is
+/// as exact as the others (Pillow's `draft()` uses it). It only serves photos whose short side
+/// is at least eight times `min_side` (3584 pixels for RN50's 448: 43 megapixels at 4:3).
+const TURBO_SCALES: &[u32] = &[1, 2, 4];
+
+/// The DCT scale, in eighths, of `scales` (smallest first) that decodes an image with this
+/// short side to the smallest size whose short side is still `min_side`; `None` when even the
+/// largest is too small.
+fn dct_scale(scales: &[u32], short_side: u32, min_side: u32) -> Option<u32> {
+    scales
+        .iter()
+        .copied()
         .find(|&eighths| scaled_len(short_side, eighths) >= min_side.max(1))
 }
 
 /// A side's length after decoding at `eighths`/8 scale: every 8-pixel block becomes `eighths`
-/// pixels, and a partial last block rounds up (libjpeg's `jdiv_round_up`).
-fn scaled_len(len: u32, eighths: u32) -> u32 {
+/// pixels, and a partial last block rounds up (libjpeg's `jdiv_round_up`, TurboJPEG's
+/// `TJSCALED`).
+pub(super) fn scaled_len(len: u32, eighths: u32) -> u32 {
     (len * eighths).div_ceil(8)
 }
 
 /// Decodes a JPEG at a reduced DCT scale, or returns `None` to leave it to the full-size path:
-/// too small to reduce, CMYK or 12-bit samples, above the limits, or anything `jpeg-decoder`
-/// cannot read or decode. That path then refuses the file with its usual errors (the limits
-/// are checked on the same full size from the header, before any pixel buffer), or decodes it
-/// when it is merely more lenient than jpeg-decoder: scaling never rejects a file.
+/// too small to reduce, CMYK or 12-bit samples, above the limits, or anything neither
+/// libjpeg-turbo nor `jpeg-decoder` decodes cleanly. That path then refuses the file with its
+/// usual errors (the limits are checked on the same full size from the header, before any
+/// pixel buffer), or decodes it when it is merely more lenient: scaling never rejects a file.
 pub(super) fn decode_scaled(
     bytes: &[u8],
     limits: &DecodeLimits,
     min_side: u32,
 ) -> Option<DynamicImage> {
+    let scale = |width: u32, height: u32| dct_scale(TURBO_SCALES, width.min(height), min_side);
+    if let Some(decoded) = turbojpeg::decode(bytes, limits, scale) {
+        let (width, height) = (decoded.width, decoded.height);
+        let mut image = if decoded.channels == 3 {
+            DynamicImage::ImageRgb8(RgbImage::from_raw(width, height, decoded.pixels)?)
+        } else {
+            DynamicImage::ImageLuma8(GrayImage::from_raw(width, height, decoded.pixels)?)
+        };
+        image.apply_orientation(exif_orientation(bytes).unwrap_or(Orientation::NoTransforms));
+        return Some(image);
+    }
+    decode_scaled_rust(bytes, limits, min_side)
+}
+
+/// [`decode_scaled`] by jpeg-decoder, without libjpeg-turbo.
+fn decode_scaled_rust(bytes: &[u8], limits: &DecodeLimits, min_side: u32) -> Option<DynamicImage> {
     let mut decoder = jpeg_decoder::Decoder::new(bytes);
     decoder.read_info().ok()?;
     let info = decoder.info()?;
@@ -49,7 +78,7 @@ pub(super) fn decode_scaled(
     if limits.exceeded(width, height, full_bytes).is_some() {
         return None;
     }
-    let eighths = dct_scale(width.min(height), min_side)?;
+    let eighths = dct_scale(RUST_SCALES, width.min(height), min_side)?;
     let (out_w, out_h) = (scaled_len(width, eighths), scaled_len(height, eighths));
     // jpeg-decoder picks the smallest scale at which either side reaches the request, so asking
     // for exactly the reduced size selects `eighths`.
@@ -70,6 +99,40 @@ pub(super) fn decode_scaled(
         .unwrap_or(Orientation::NoTransforms);
     image.apply_orientation(orientation);
     Some(image)
+}
+
+/// The marker segments before the first scan: `(marker, payload)`, stopping at anything that
+/// does not parse.
+pub(super) fn segments(jpeg: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
+    let mut i = 2; // after SOI
+    std::iter::from_fn(move || loop {
+        if *jpeg.get(i)? != 0xff {
+            return None;
+        }
+        let marker = *jpeg.get(i + 1)?;
+        if marker == 0xff {
+            i += 1; // fill byte
+            continue;
+        }
+        if matches!(marker, 0xd9 | 0xda) {
+            return None;
+        }
+        let length = usize::from(u16::from_be_bytes([*jpeg.get(i + 2)?, *jpeg.get(i + 3)?]));
+        let payload = jpeg.get(i + 4..(i + 2 + length).max(i + 4))?;
+        i += 2 + length;
+        return Some((marker, payload));
+    })
+}
+
+/// The orientation stated by the first EXIF block (APP1) of a JPEG that states one.
+pub(super) fn exif_orientation(jpeg: &[u8]) -> Option<Orientation> {
+    segments(jpeg).find_map(|(marker, payload)| {
+        if marker == 0xe1 && payload.starts_with(b"Exif\0\0") {
+            Orientation::from_exif_chunk(&payload[6..])
+        } else {
+            None
+        }
+    })
 }
 
 /// Whether a JPEG's marker segments run through to an end-of-image marker.

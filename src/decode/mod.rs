@@ -27,9 +27,12 @@
 //!   the same bytes by [`read_meta`] (`meta.rs`), without decoding.
 //! - A caller that only needs a small picture (the model's preprocessing) can say so with
 //!   [`decode_file_scaled`] / [`decode_bytes_scaled`]: a JPEG large enough is then decoded at
-//!   1/2 or 1/4 of its size by a scaled inverse DCT (`jpeg-decoder`, as libjpeg's
-//!   `scale_denom`, Pillow's `draft()`), never below the short side asked for. It skips most of
-//!   the IDCT, colour conversion and upsampling work, and the buffer is 4 or 16 times smaller.
+//!   1/2 or 1/4 (1/8 with libjpeg-turbo) of its size by a scaled inverse DCT (libjpeg's
+//!   `scale_denom`, as Pillow's `draft()`), never below the short side asked for. It skips most
+//!   of the IDCT, colour conversion and upsampling work, and the buffer is 4 or 16 times
+//!   smaller. The system's libjpeg-turbo does it where it is installed (loaded at run time,
+//!   `turbojpeg.rs`: three times as fast at entropy decoding), `jpeg-decoder` otherwise
+//!   ([`turbojpeg_status`] says which).
 //!   Limits are still checked on the full size given by the header, and orientation and the
 //!   truncation check apply as on the full-size path. Everything else (small JPEGs, CMYK and
 //!   12-bit JPEGs, files jpeg-decoder refuses, other formats) takes the full-size path, which
@@ -48,6 +51,7 @@ mod meta;
 mod raw;
 mod read;
 mod tiff;
+mod turbojpeg;
 
 use std::io::{self, Cursor};
 use std::path::{Path, PathBuf};
@@ -101,6 +105,14 @@ pub fn decode_bytes_scaled(
     min_side: u32,
 ) -> Result<DynamicImage, DecodeError> {
     decode(bytes, limits, None, Some(min_side))
+}
+
+/// Whether [`decode_file_scaled`] reduces JPEGs with the system's libjpeg-turbo in this
+/// process, or why not: it is not installed (Debian's `libturbojpeg0`), or the environment
+/// variable `XSEARCH_TURBOJPEG` is `0`. Without it the pure-Rust `jpeg-decoder` reduces them,
+/// to nearly the same pixels (`tests/preprocess_decode.rs`) at about twice the time.
+pub fn turbojpeg_status() -> Result<(), String> {
+    turbojpeg::available()
 }
 
 /// Every decode goes through here, whole inside [`contain`]: a panic anywhere in it (format

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
 
+pub mod jpeg_paths;
 pub mod skip;
 
 /// splitmix64 with wrapping arithmetic.

@@ -1,30 +1,7 @@
 //! The little a RAW reader needs to know about a JPEG preview: its size from the frame header,
 //! and whether its own EXIF block states an orientation.
 
-use image::metadata::Orientation;
-
-/// The marker segments before the first scan: `(marker, payload)`, stopping at anything that
-/// does not parse.
-fn segments(jpeg: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
-    let mut i = 2; // after SOI
-    std::iter::from_fn(move || loop {
-        if *jpeg.get(i)? != 0xff {
-            return None;
-        }
-        let marker = *jpeg.get(i + 1)?;
-        if marker == 0xff {
-            i += 1; // fill byte
-            continue;
-        }
-        if matches!(marker, 0xd9 | 0xda) {
-            return None;
-        }
-        let length = usize::from(u16::from_be_bytes([*jpeg.get(i + 2)?, *jpeg.get(i + 3)?]));
-        let payload = jpeg.get(i + 4..(i + 2 + length).max(i + 4))?;
-        i += 2 + length;
-        return Some((marker, payload));
-    })
-}
+use crate::decode::jpeg::{exif_orientation, segments};
 
 /// Width and height of a baseline, extended or progressive JPEG; `None` for anything else,
 /// lossless JPEG included (CR2 and DNG store their sensor data as lossless JPEG, which is not
@@ -42,11 +19,7 @@ pub(super) fn frame_size(jpeg: &[u8]) -> Option<(u16, u16)> {
 
 /// Whether the JPEG's own EXIF block has an orientation tag (its decoder then applies it).
 pub(super) fn has_orientation(jpeg: &[u8]) -> bool {
-    segments(jpeg).any(|(marker, payload)| {
-        marker == 0xe1
-            && payload.starts_with(b"Exif\0\0")
-            && Orientation::from_exif_chunk(&payload[6..]).is_some()
-    })
+    exif_orientation(jpeg).is_some()
 }
 
 #[cfg(test)]
