@@ -4,9 +4,10 @@
 
 Unless --photo is given, writes target/bench/photo-12mp.jpg (`make_photos.py`'s photo 0:
 4000x3000, quality 90, 4:2:0, 2.9 MB). Builds `examples/preprocess_speed` (release) and runs it on the
-same file with 1 and 2 threads, interleaved with the Pillow timings, `--rounds` times; prints the
-median of each side over all rounds and the ratio ours / Pillow's, for our reduced-DCT path
-(what ingest does) and, for comparison, our full-size decode.
+same file with 1 and 2 threads, and with 1 thread without libjpeg-turbo (`XSEARCH_TURBOJPEG=0`:
+jpeg-decoder), interleaved with the Pillow timings, `--rounds` times; prints the median of each
+side over all rounds and the ratio ours / Pillow's, for our reduced-DCT path (what ingest
+does), its decoding alone, and, for comparison, our full-size decode.
 
 Pillow's side is what open_clip users run: `Image.open`, `draft("RGB", (size, size))` (libjpeg
 decodes at the smallest 1/2, 1/4 or 1/8 scale that keeps both sides >= size), then
@@ -49,9 +50,12 @@ def pillow_ms(path: Path, size: int, reps: int) -> list[float]:
     return times
 
 
-def ours_ms(binary: Path, path: Path, size: int, reps: int, threads: int) -> dict[str, float]:
-    """Median ms of the example's `scaled` (what ingest does) and `full` (no DCT scaling) paths."""
+def ours_ms(binary: Path, path: Path, size: int, reps: int, threads: int, turbo: bool = True) -> dict[str, float]:
+    """Median ms of the example's `scaled` (what ingest does), `full` (no DCT scaling) and
+    `decode` (the scaled path's decoding alone) paths; `turbo=False` turns libjpeg-turbo off."""
     env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
+    if not turbo:
+        env["XSEARCH_TURBOJPEG"] = "0"
     out = subprocess.run(
         [str(binary), str(path), str(reps), str(size)],
         env=env,
@@ -60,7 +64,7 @@ def ours_ms(binary: Path, path: Path, size: int, reps: int, threads: int) -> dic
         text=True,
     ).stdout
     times = {line.split()[0]: float(line.split()[1]) for line in out.splitlines()}
-    if set(times) != {"scaled", "full"}:
+    if set(times) != {"scaled", "full", "decode"}:
         raise SystemExit(f"unexpected output from the example:\n{out}")
     return times
 
@@ -85,18 +89,19 @@ def main() -> None:
     )
     binary = ROOT / "target/release/examples/preprocess_speed"
 
-    pillow, ours = [], {1: [], 2: []}
+    pillow, ours, rust = [], {1: [], 2: []}, []
     for _ in range(args.rounds):
         pillow.append(statistics.median(pillow_ms(args.photo, args.size, args.reps)))
         for threads, runs in ours.items():
             runs.append(ours_ms(binary, args.photo, args.size, args.reps, threads))
+        rust.append(ours_ms(binary, args.photo, args.size, args.reps, 1, turbo=False))
     pillow_median = statistics.median(pillow)
     print(f"load average (1 min): {os.getloadavg()[0]:.2f}")
     print(f"pillow draft + open_clip transform: {pillow_median:.2f} ms "
           f"(median over {args.rounds} rounds of {args.reps}; rounds: "
           f"{', '.join(f'{t:.1f}' for t in pillow)})")
-    for threads, runs in ours.items():
-        for path in ("scaled", "full"):
+    for threads, runs in [*ours.items(), ("1 (XSEARCH_TURBOJPEG=0)", rust)]:
+        for path in ("scaled", "decode", "full"):
             times = [run[path] for run in runs]
             median = statistics.median(times)
             print(f"xsearch {path} decode, {threads} thread(s): {median:.2f} ms "

@@ -160,17 +160,62 @@ pub(super) fn is_complete(bytes: &[u8]) -> bool {
                 };
                 i += 2 + usize::from(u16::from_be_bytes([length[0], length[1]]));
                 if marker == 0xda {
-                    // Start of scan: entropy-coded data follows, up to the next real marker.
-                    while i + 1 < bytes.len()
-                        && !(bytes[i] == 0xff
-                            && bytes[i + 1] != 0
-                            && !(0xd0..=0xd7).contains(&bytes[i + 1]))
-                    {
-                        i += 1;
-                    }
+                    i = scan_end(bytes, i);
                 }
             }
         }
     }
     false
+}
+
+/// Where the entropy-coded data starting at `i` ends: at the first 0xFF that is neither a
+/// stuffed zero nor a restart marker, or at the end of `bytes`. `memchr` finds the candidates:
+/// a byte at a time, this walk cost about as much as hashing the file.
+fn scan_end(bytes: &[u8], mut i: usize) -> usize {
+    loop {
+        let Some(offset) = bytes.get(i..).and_then(|rest| memchr::memchr(0xff, rest)) else {
+            return bytes.len();
+        };
+        i += offset;
+        match bytes.get(i + 1) {
+            Some(0 | 0xd0..=0xd7) => i += 2,
+            _ => return i,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SOI, a start of scan (length 2: no components, enough for the walk), then `data`.
+    fn scan(data: &[u8]) -> Vec<u8> {
+        let mut jpeg = vec![0xff, 0xd8, 0xff, 0xda, 0, 2];
+        jpeg.extend_from_slice(data);
+        jpeg
+    }
+
+    #[test]
+    fn stuffed_zeros_and_restart_markers_stay_inside_the_scan() {
+        let data = [1, 0xff, 0, 2, 0xff, 0xd3, 3, 0xff, 0xd9];
+        assert_eq!(scan_end(&scan(&data), 6), 6 + 7);
+        assert!(is_complete(&scan(&data)));
+        // Cut anywhere before the end-of-image marker.
+        for len in 6..6 + 8 {
+            assert!(!is_complete(&scan(&data)[..len]), "{len}");
+        }
+        // A lone 0xFF last, and no 0xFF at all.
+        assert!(!is_complete(&scan(&[1, 2, 0xff])));
+        assert_eq!(scan_end(&scan(&[1, 2, 3]), 6), 9);
+    }
+
+    #[test]
+    fn a_second_scan_after_a_marker_segment_is_walked_too() {
+        // Progressive files: scan, Huffman table (DHT), scan, end.
+        let data = [
+            1, 0xff, 0, 0xff, 0xc4, 0, 3, 9, 0xff, 0xda, 0, 2, 0xff, 0, 0xff, 0xd9,
+        ];
+        assert!(is_complete(&scan(&data)));
+        assert!(!is_complete(&scan(&data[..data.len() - 1])));
+    }
 }
