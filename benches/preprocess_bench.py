@@ -101,10 +101,11 @@ def main() -> None:
           f"(median over {args.rounds} rounds of {args.reps}; rounds: "
           f"{', '.join(f'{t:.1f}' for t in pillow)})")
     for threads, runs in [*ours.items(), ("1 (XSEARCH_TURBOJPEG=0)", rust)]:
-        for path in ("scaled", "decode", "full"):
+        for path, label in (("scaled", "reduced decode + preprocess"), ("decode", "reduced decode alone"),
+                            ("full", "full-size decode + preprocess")):
             times = [run[path] for run in runs]
             median = statistics.median(times)
-            print(f"xsearch {path} decode, {threads} thread(s): {median:.2f} ms "
+            print(f"xsearch {label}, {threads} thread(s): {median:.2f} ms "
                   f"(rounds: {', '.join(f'{t:.1f}' for t in times)}), "
                   f"ratio {median / pillow_median:.2f}x pillow")
 
