@@ -11,7 +11,10 @@ use xsearch_index::{
 
 use crate::decode::DecodeError;
 use crate::dupes::{self, DupSource, Image};
-use crate::ingest::pipeline::{ingest, IngestObserver, IngestOptions, IngestSummary, Scope};
+use crate::ingest::pipeline::{
+    ingest, pending, IngestObserver, IngestOptions, IngestSummary, ReaderHeld, Scope,
+};
+use crate::ingest::records::{self, FileRecord, ModelInfo};
 use crate::ingest::watch::{watch, WatchObserver, WatchOptions};
 use crate::keys::key_path;
 use crate::latest::Latest;
@@ -289,6 +292,74 @@ impl Engine {
             &self.options.ingest,
             observer,
         )
+    }
+
+    /// Calls `each` with every image file under `roots` that [`Engine::ingest`] would read
+    /// (new, or changed since indexed; a failure not retried yet is left out), in the walk's
+    /// order, and returns how many. Writes nothing: a reader works (the writer's last
+    /// checkpoint), and an engine without an index holds nothing, so every image is pending.
+    /// For spreading an ingest over machines: embed these with [`Engine::embed_paths`], then
+    /// [`Engine::import`] the records.
+    pub fn pending<E: From<Error>>(
+        &self,
+        roots: &[PathBuf],
+        each: impl FnMut(&Path) -> Result<(), E>,
+    ) -> Result<usize, E> {
+        let options = &self.options.ingest;
+        match &self.index {
+            None => pending(&(), roots, options, each),
+            Some(Store::Write(index)) => pending(index as &dyn Backend, roots, options, each),
+            Some(Store::Remote { remote, .. }) => {
+                pending(remote.as_ref() as &dyn Backend, roots, options, each)
+            }
+            Some(Store::Read(latest)) => {
+                let reader = latest.get();
+                pending(&ReaderHeld::new(&reader), roots, options, each)
+            }
+        }
+    }
+
+    /// The model this engine embeds with, as [`FileRecord`]s are labelled. Loads no tower.
+    pub fn model_info(&self) -> ModelInfo {
+        ModelInfo {
+            fingerprint: self.clip.files().fingerprint(),
+            source: self.clip.files().source().to_owned(),
+            dim: self.clip.embed_dim(),
+        }
+    }
+
+    /// Embeds the image files of `paths` as [`Engine::ingest`] does (the same decoding,
+    /// metadata, hashing and batched, overlapped embedding), without an index: every file is
+    /// read and embedded. `sink` gets each batch (8 files), in the order of `paths`: per path
+    /// its [`FileRecord`], or a [`Failure`] saying why it has none. Memory stays bounded
+    /// however long `paths` is: at most three batches are in flight.
+    pub fn embed_paths<E: From<Error> + Send>(
+        &self,
+        paths: impl Iterator<Item = Result<PathBuf, E>> + Send,
+        sink: impl FnMut(Vec<Result<FileRecord, Failure>>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        records::embed_paths(&self.clip, paths, sink)
+    }
+
+    /// Commits records made by [`Engine::embed_paths`] with the model `fingerprint` names
+    /// (on this machine or others) into the index, through the same writer as
+    /// [`Engine::ingest`], in batches, checkpointing as ingest does. Records of another model
+    /// are [`Error::ForeignRecords`]. Idempotent: a record the index holds unchanged (same
+    /// size, modification time and content hash) is counted as unchanged and skipped, a
+    /// changed one replaces the old, so a stream imported twice adds nothing the second time.
+    /// A failure is recorded as ingest records one (listed by [`Engine::status`]). Nothing is
+    /// pruned: files deleted from disk leave the index with the next [`Engine::ingest`].
+    pub fn import<E: From<Error>>(
+        &self,
+        fingerprint: &str,
+        records: impl Iterator<Item = Result<Result<FileRecord, Failure>, E>>,
+        observer: &dyn IngestObserver,
+    ) -> Result<IngestSummary, E> {
+        let index = self.index()?.writer()?;
+        // The index holds this engine's model's vectors: opening checked it.
+        let model = self.spec().model;
+        let options = &self.options.ingest;
+        records::import(index, &model, fingerprint, records, options, observer)
     }
 
     /// Indexes `roots` as [`Engine::ingest`] does, then keeps the index in step with them

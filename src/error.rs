@@ -97,6 +97,21 @@ pub enum Error {
         /// Why it cannot be opened there.
         cause: Box<crate::model::error::Error>,
     },
+    /// Records embedded with another model than the index's, refused by [`crate::Engine::import`].
+    #[error(
+        "{}: these records were embedded with model {records}, but the index holds vectors of \
+         model {index}\n\nEmbed the files with the index's model, or import the records into \
+         an index of their own.",
+        path.display()
+    )]
+    ForeignRecords {
+        /// The index directory.
+        path: std::path::PathBuf,
+        /// The fingerprint of the records' model.
+        records: String,
+        /// The fingerprint of the index's model.
+        index: String,
+    },
     /// Tensor plumbing between the towers and the caller.
     #[error("tensor operation failed: {0}")]
     Tensor(#[from] candle_core::Error),

@@ -57,6 +57,7 @@ pub use engine::{Engine, EngineOptions, Failure, ImageHit, OpenMode, Status, Tex
 pub use error::Error;
 pub use id::{ImageId, ParseIdError};
 pub use ingest::pipeline::{IngestEvent, IngestObserver, IngestOptions, IngestSummary};
+pub use ingest::records::{FileRecord, ModelInfo};
 pub use ingest::walk::RawPairs;
 pub use ingest::watch::{Pass, WatchEvent, WatchObserver, WatchOptions};
 pub use model::hub::DownloadProgress;

@@ -85,20 +85,66 @@ pub enum Command {
     /// default).
     #[command(after_help = SERVE_HELP)]
     Serve(ServeArgs),
-    /// Print the embeddings of images or texts.
+    /// Print the embeddings of images or texts; with --stdin, embed the files listed on
+    /// standard input into records for `xsearch import`.
+    #[command(after_help = EMBED_HELP)]
     Embed(EmbedArgs),
+    /// Commit records made by `xsearch embed --stdin` (here or on other machines) into the
+    /// index, as `xsearch index` would have: unchanged records are skipped, changed ones replace
+    /// the old.
+    #[command(after_help = IMPORT_HELP)]
+    Import(ImportArgs),
+}
+
+const EMBED_HELP: &str = "With --stdin: one path per line (or per NUL byte with -0, for names \
+that hold a newline; a name is taken byte for byte, blank lines are skipped), read, decoded and \
+embedded in batches as `xsearch index` does, with bounded memory however long the list. The \
+output is JSON Lines: first {\"kind\":\"model\",\"fingerprint\",\"source\",\"dim\"}, then per \
+path {\"kind\":\"image\",\"path\",\"size\",\"mtime_ns\",\"blake3\",\"taken\",\"camera\",\"width\",\
+\"height\",\"gps\",\"embedding\"} or {\"kind\":\"failure\",\"path\",\"reason\"}, written a batch at \
+a time.\n\n\
+Examples:\n  \
+xsearch embed --text \"a dog\" --json\n  \
+find ~/Pictures -type f -print0 | xsearch embed --stdin -0 > records.jsonl\n\n\
+Exit status: 0 when every input was embedded, 2 when some were not (each is named on stderr, \
+and has a failure line) or on error.";
+
+const IMPORT_HELP: &str = "Reads what `xsearch embed --stdin` writes. Records of another model \
+than the index's are refused. Importing the same records twice adds nothing the second time. \
+Files deleted from disk are not removed: the next `xsearch index` of their folder removes them.\n\n\
+Examples:\n  \
+xsearch index --dry-run --json ~/Pictures | jq -r .path | xsearch embed --stdin | xsearch import\n  \
+xsearch --index /srv/photos.xsearch import records.jsonl\n\n\
+Exit status: 0 when every record was committed, 2 when some were failures (recorded, and listed \
+by `xsearch status`) or on error.";
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// A file of records; `-` reads standard input.
+    #[arg(default_value = "-", value_name = "FILE")]
+    pub file: PathBuf,
 }
 
 #[derive(Debug, Args)]
-#[group(required = true, multiple = false)]
+#[group(skip)]
+#[command(group = clap::ArgGroup::new("input").required(true).multiple(false))]
 pub struct EmbedArgs {
     /// Images to embed (JPEG, PNG, WebP, GIF, BMP, TIFF).
-    #[arg(long = "image", num_args = 1.., value_name = "PATH")]
+    #[arg(long = "image", num_args = 1.., value_name = "PATH", group = "input")]
     pub images: Vec<PathBuf>,
 
     /// Texts to embed.
-    #[arg(long = "text", num_args = 1.., value_name = "TEXT")]
+    #[arg(long = "text", num_args = 1.., value_name = "TEXT", group = "input")]
     pub texts: Vec<String>,
+
+    /// Embed the image files listed on standard input, one path per line, into records for
+    /// `xsearch import` (JSON Lines).
+    #[arg(long, group = "input")]
+    pub stdin: bool,
+
+    /// With --stdin: paths are separated by NUL bytes (`find -print0`), not newlines.
+    #[arg(short = '0', long = "null", requires = "stdin")]
+    pub null: bool,
 }
 
 #[derive(Debug, Args)]
@@ -123,6 +169,11 @@ pub struct IndexArgs {
     /// them in full every --rescan seconds; stop with Ctrl-C or SIGTERM (exit status 0).
     #[arg(long)]
     pub watch: bool,
+
+    /// List the image files the run would read (new, or changed since indexed), one per line
+    /// (with --json, {"path"} objects), and change nothing.
+    #[arg(long, conflicts_with = "watch")]
+    pub dry_run: bool,
 
     #[command(flatten)]
     pub rescan: Rescan,

@@ -8,6 +8,7 @@ mod hint;
 mod output;
 mod preview;
 mod progress;
+mod records;
 mod serve;
 
 use std::path::PathBuf;
@@ -77,6 +78,30 @@ fn run(cli: Cli) -> Result<Outcome> {
         Command::Tag(args) => {
             let engine = Engine::open(&model_options(global), Some(&download))?;
             commands::tag::run(&engine, args, &mut printer)
+        }
+        Command::Index(args) if args.dry_run => {
+            // Reads only: an index that does not exist yet holds nothing, and is not created.
+            let dir = index_dir(global)?;
+            let options = if dir.exists() {
+                model_options(global).index(dir).mode(OpenMode::Read)
+            } else {
+                model_options(global)
+            };
+            let engine = open_engine(&options, global.quiet, &download)?;
+            commands::index::dry_run(&engine, args, &mut printer)
+        }
+        Command::Import(args) => {
+            let (model, lines) = commands::import::open(&args.file)?;
+            let dir = index_dir(global)?;
+            // A new index takes the records' model unless another is named; an existing one
+            // its own, which must be the records'.
+            let options = match &global.model {
+                None if !dir.exists() => EngineOptions::new(&model.source),
+                _ => model_options(global),
+            };
+            let options = options.index(dir).mode(OpenMode::Create);
+            let engine = open_engine(&options, global.quiet, &download)?;
+            commands::import::run(&engine, &model, lines, global.quiet, &mut printer)
         }
         Command::Index(args) => {
             let ingest = IngestOptions::default()

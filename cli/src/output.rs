@@ -35,6 +35,11 @@ impl Printer {
         }
     }
 
+    /// Prints one line as it is (already in its output form).
+    pub fn line(&mut self, line: &str) -> io::Result<()> {
+        writeln!(self.out, "{line}")
+    }
+
     pub fn is_json(&self) -> bool {
         self.json
     }

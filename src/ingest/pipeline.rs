@@ -15,7 +15,7 @@
 //! captured) gets it on the next run without being decoded or embedded: its bytes are read,
 //! its metadata extracted, and committed in batches of [`BACKFILL_BATCH`].
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use jiff::tz::TimeZone;
 use rayon::prelude::*;
-use xsearch_index::{Backend, Entry, FileStamp, Id, ImageMeta};
+use xsearch_index::{Backend, Entry, Failure, FileStamp, Id, ImageMeta, Reader, Record};
 
 use crate::clip::{ImageSource, DEFAULT_BATCH_SIZE};
 use crate::decode::{read_file, read_file_meta, read_meta};
@@ -283,9 +283,66 @@ enum Work {
     KnownFailure(String),
 }
 
-fn needs_work(index: &dyn Backend, candidate: &Candidate) -> Result<Work, Error> {
+/// What an index holds of a file, for judging whether it needs work: the writer, or a
+/// reader of what a writer published (a dry run reads only).
+pub(crate) trait Held {
+    /// The record under `key`.
+    fn record(&self, key: &[u8]) -> Result<Option<Record>, Error>;
+    /// The failure recorded under `key`.
+    fn failure(&self, key: &[u8]) -> Result<Option<Failure>, Error>;
+}
+
+impl Held for dyn Backend + '_ {
+    fn record(&self, key: &[u8]) -> Result<Option<Record>, Error> {
+        Ok(self.images().get(key)?)
+    }
+
+    fn failure(&self, key: &[u8]) -> Result<Option<Failure>, Error> {
+        Ok(Backend::failure(self, key)?)
+    }
+}
+
+/// A reader's records, with its failures by key (a reader keeps them as a list).
+pub(crate) struct ReaderHeld<'a> {
+    reader: &'a Reader,
+    failures: HashMap<&'a [u8], &'a Failure>,
+}
+
+impl<'a> ReaderHeld<'a> {
+    pub(crate) fn new(reader: &'a Reader) -> Self {
+        let failures = reader
+            .failures()
+            .iter()
+            .map(|(key, failure)| (key.as_slice(), failure))
+            .collect();
+        Self { reader, failures }
+    }
+}
+
+impl Held for ReaderHeld<'_> {
+    fn record(&self, key: &[u8]) -> Result<Option<Record>, Error> {
+        Ok(self.reader.images().get(key).cloned())
+    }
+
+    fn failure(&self, key: &[u8]) -> Result<Option<Failure>, Error> {
+        Ok(self.failures.get(key).map(|failure| (*failure).clone()))
+    }
+}
+
+/// An index that holds nothing: every file is new.
+impl Held for () {
+    fn record(&self, _: &[u8]) -> Result<Option<Record>, Error> {
+        Ok(None)
+    }
+
+    fn failure(&self, _: &[u8]) -> Result<Option<Failure>, Error> {
+        Ok(None)
+    }
+}
+
+fn needs_work<H: Held + ?Sized>(index: &H, candidate: &Candidate) -> Result<Work, Error> {
     let key = path_key(&candidate.path);
-    if let Some(previous) = index.images().get(&key)? {
+    if let Some(previous) = index.record(&key)? {
         let unchanged = previous
             .file
             .as_ref()
@@ -308,22 +365,54 @@ fn needs_work(index: &dyn Backend, candidate: &Candidate) -> Result<Work, Error>
     })
 }
 
+/// Calls `each` with every image file under `roots` that an ingest into `index` would read
+/// (new, or changed since indexed; a failure that is not retried yet is left out), in the
+/// walk's order, and returns how many. Reads only: what cannot be walked is left to the
+/// ingest to record.
+pub(crate) fn pending<H: Held + ?Sized, E: From<Error>>(
+    index: &H,
+    roots: &[PathBuf],
+    options: &IngestOptions,
+    mut each: impl FnMut(&Path) -> Result<(), E>,
+) -> Result<usize, E> {
+    let mut count = 0;
+    for found in walk(&distinct_roots(roots, options.walk()), options.walk()) {
+        if let Ok(Found::Image(candidate)) = found {
+            if let Work::New | Work::Changed = needs_work(index, &candidate)? {
+                each(&candidate.path)?;
+                count += 1;
+            }
+        }
+    }
+    Ok(count)
+}
+
 /// A file the producer could not turn into pixels for the tower, and why.
-enum NoPixels {
+pub(crate) enum NoPixels {
     /// Its content is already indexed under another path: this vector can be reused.
     Reused(Vec<f32>),
     /// It could not be read or decoded.
     Failed(String),
 }
 
-struct PreparedFile {
-    candidate: Candidate,
-    updated: bool,
-    hash: Vec<u8>,
-    meta: ImageMeta,
-    /// Preprocessed pixels, ready for the image tower, or what to do instead.
-    prepared: Result<Vec<f32>, NoPixels>,
+/// What is known of a file once it was read: everything its record holds but the vector.
+pub(crate) struct FileFacts {
+    pub candidate: Candidate,
+    /// Whether the index holds an older version of it (its record is replaced).
+    pub updated: bool,
+    /// BLAKE3 of its bytes (empty when it could not be read).
+    pub hash: Vec<u8>,
+    pub meta: ImageMeta,
 }
+
+/// A file ready for the tower: its preprocessed pixels, or what to do instead.
+pub(crate) struct PreparedFile {
+    pub facts: FileFacts,
+    pub pixels: Result<Vec<f32>, NoPixels>,
+}
+
+/// A file after the tower: its vector (embedded, or reused), or why it has none.
+pub(crate) type EmbeddedFile = (FileFacts, Result<Vec<f32>, NoPixels>);
 
 /// Embeds and commits the files of `work` (each with whether it is an update), a batch at a
 /// time.
@@ -331,41 +420,73 @@ fn embed(
     clip: &Clip,
     index: &dyn Backend,
     zone: &TimeZone,
-    mut work: impl Iterator<Item = Result<(Candidate, bool), Error>> + Send,
+    work: impl Iterator<Item = Result<(Candidate, bool), Error>> + Send,
     options: &IngestOptions,
     observer: &dyn IngestObserver,
     summary: &mut IngestSummary,
 ) -> Result<(), Error> {
-    let batch_size = options.batch_size.max(1);
+    let mut last_checkpoint = Instant::now();
+    embed_batches(
+        clip,
+        options.batch_size,
+        work,
+        |(candidate, updated)| read_file_facts(clip, Some(index), zone, candidate, updated),
+        |batch| {
+            commit(index, batch, observer, summary)?;
+            if last_checkpoint.elapsed() >= options.checkpoint_every {
+                index.checkpoint()?;
+                last_checkpoint = Instant::now();
+            }
+            Ok(())
+        },
+    )
+}
+
+/// The image stage of every path that embeds files in batches (ingest, and `embed --stdin`'s
+/// records): `prepare` turns each item of `work` into pixels on the rayon pool, a batch of
+/// `batch_size` at a time, while the tower embeds the batch before, and `consume` takes each
+/// batch embedded, in the order of `work`.
+///
+/// A producer thread prepares batches and hands them over a channel of capacity one, so at
+/// most three batches of pixels exist at once, however long `work` is.
+pub(crate) fn embed_batches<T: Send, E: From<Error> + Send>(
+    clip: &Clip,
+    batch_size: usize,
+    mut work: impl Iterator<Item = Result<T, E>> + Send,
+    prepare: impl Fn(T) -> Result<PreparedFile, Error> + Sync,
+    mut consume: impl FnMut(Vec<EmbeddedFile>) -> Result<(), E>,
+) -> Result<(), E> {
+    let batch_size = batch_size.max(1);
     // Load the model before the producer starts, so a broken model fails the run at once.
     clip.pixel_len()?;
+    let prepare = &prepare;
     std::thread::scope(|scope| {
         let (sender, receiver) = mpsc::sync_channel::<Vec<PreparedFile>>(1);
-        let producer = scope.spawn(move || -> Result<(), Error> {
+        let producer = scope.spawn(move || -> Result<(), E> {
             loop {
                 let chunk = work
                     .by_ref()
                     .take(batch_size)
-                    .collect::<Result<Vec<_>, Error>>()?;
+                    .collect::<Result<Vec<_>, E>>()?;
                 if chunk.is_empty() {
                     return Ok(());
                 }
                 let batch = chunk
                     .into_par_iter()
-                    .map(|(candidate, updated)| prepare(clip, index, zone, candidate, updated))
+                    .map(prepare)
                     .collect::<Result<Vec<_>, Error>>()?;
                 if sender.send(batch).is_err() {
                     return Ok(()); // the consumer stopped on an error; it reports it
                 }
             }
         });
-        let mut last_checkpoint = Instant::now();
         for batch in receiver {
-            commit(clip, index, batch, observer, summary)?;
-            if last_checkpoint.elapsed() >= options.checkpoint_every {
-                index.checkpoint()?;
-                last_checkpoint = Instant::now();
-            }
+            // The pixels are embedded in one pass; the reused and the failed files keep their
+            // slots.
+            let (facts, slots): (Vec<_>, Vec<_>) =
+                batch.into_iter().map(|f| (f.facts, f.pixels)).unzip();
+            let vectors = clip.embed_slots(slots)?;
+            consume(facts.into_iter().zip(vectors).collect())?;
         }
         producer
             .join()
@@ -373,82 +494,102 @@ fn embed(
     })
 }
 
-fn prepare(
+/// Reads `candidate` once: its content hash and metadata, then its pixels, unless `index`
+/// already holds the same content under another path (its vector is reused) or it cannot be
+/// read or decoded (the reason is kept).
+pub(crate) fn read_file_facts(
     clip: &Clip,
-    index: &dyn Backend,
+    index: Option<&dyn Backend>,
     zone: &TimeZone,
     candidate: Candidate,
     updated: bool,
 ) -> Result<PreparedFile, Error> {
     let mut file = PreparedFile {
-        candidate,
-        updated,
-        hash: Vec::new(),
-        meta: ImageMeta::default(),
-        prepared: Err(NoPixels::Failed(String::new())),
+        facts: FileFacts {
+            candidate,
+            updated,
+            hash: Vec::new(),
+            meta: ImageMeta::default(),
+        },
+        pixels: Err(NoPixels::Failed(String::new())),
     };
-    let path = &file.candidate.path;
+    let facts = &mut file.facts;
+    let path = &facts.candidate.path;
     let bytes = match read_file(path, clip.decode_limits()) {
         Ok(bytes) => bytes,
         // The record is keyed by the path: store the reason alone.
         Err(err) => {
-            file.prepared = Err(NoPixels::Failed(err.reason()));
+            file.pixels = Err(NoPixels::Failed(err.reason()));
             return Ok(file);
         }
     };
-    file.hash = blake3::hash(&bytes).as_bytes().to_vec();
-    file.meta = read_meta(&bytes, Some(path), file.candidate.mtime_ns, zone);
-    if let Some((_, vector)) = index.images().lookup_hash(&file.hash)? {
-        file.prepared = Err(NoPixels::Reused(vector));
-        return Ok(file);
+    facts.hash = blake3::hash(&bytes).as_bytes().to_vec();
+    facts.meta = read_meta(&bytes, Some(path), facts.candidate.mtime_ns, zone);
+    if let Some(index) = index {
+        if let Some((_, vector)) = index.images().lookup_hash(&facts.hash)? {
+            file.pixels = Err(NoPixels::Reused(vector));
+            return Ok(file);
+        }
     }
     // The record is keyed by the path: a failure stores the reason alone.
-    file.prepared = clip
+    file.pixels = clip
         .pixels(ImageSource::Bytes(bytes))?
         .map_err(|err| NoPixels::Failed(err.reason()));
     Ok(file)
 }
 
+/// Commits one embedded batch of ingest.
 fn commit(
-    clip: &Clip,
     index: &dyn Backend,
-    batch: Vec<PreparedFile>,
+    batch: Vec<EmbeddedFile>,
     observer: &dyn IngestObserver,
     summary: &mut IngestSummary,
 ) -> Result<(), Error> {
-    // The clip stage's second half: the pixels are embedded in one pass, the reused and the
-    // failed files keep their slots.
-    let (files, slots): (Vec<_>, Vec<_>) = batch
+    let files = batch
         .into_iter()
-        .map(|file| {
-            let PreparedFile {
-                candidate,
-                updated,
-                hash,
-                meta,
-                prepared,
-            } = file;
-            ((candidate, updated, hash, meta), prepared)
+        .map(|(facts, vector)| {
+            let vector = match vector {
+                Ok(embedding) => Ok(embedding),
+                Err(NoPixels::Reused(vector)) => {
+                    summary.reused += 1;
+                    Ok(vector)
+                }
+                Err(NoPixels::Failed(reason)) => Err(reason),
+            };
+            (facts, vector)
         })
-        .unzip();
-    let vectors = clip.embed_slots(slots)?;
+        .collect();
+    write_batch(index, files, observer, summary)
+}
+
+/// Writes a batch of files into the index, the one writer of image records (ingest and
+/// [`crate::Engine::import`] both commit through it): the files with a vector in one
+/// transaction (record, vector, content hash and metadata together), their earlier failures
+/// cleared; each file without one recorded as a failure, and its record, if it held an older
+/// version, removed (a picture that is not there any more must not answer searches).
+pub(crate) fn write_batch(
+    index: &dyn Backend,
+    files: Vec<(FileFacts, Result<Vec<f32>, String>)>,
+    observer: &dyn IngestObserver,
+    summary: &mut IngestSummary,
+) -> Result<(), Error> {
     let mut entries = Vec::with_capacity(files.len());
     let mut succeeded = Vec::with_capacity(files.len());
     let mut stale = Vec::new();
-    for ((candidate, updated, hash, meta), vector) in files.into_iter().zip(vectors) {
+    for (facts, vector) in files {
+        let FileFacts {
+            candidate,
+            updated,
+            hash,
+            meta,
+        } = facts;
         let key = path_key(&candidate.path);
         let vector = match vector {
-            Ok(embedding) => embedding,
-            Err(NoPixels::Reused(vector)) => {
-                summary.reused += 1;
-                vector
-            }
-            Err(NoPixels::Failed(reason)) => {
+            Ok(vector) => vector,
+            Err(reason) => {
                 summary.failed += 1;
                 index.record_failure(&key, &reason)?;
                 if updated {
-                    // It was indexed, and no longer decodes: its old vector must not answer
-                    // searches for a picture that is not there any more.
                     stale.push(key);
                 }
                 observer.event(IngestEvent::Skipped {

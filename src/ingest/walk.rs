@@ -238,20 +238,35 @@ fn candidate(path: &Path) -> Result<Option<Found>, WalkError> {
         Some(Support::Video) => return Ok(Some(Found::Video(path.to_path_buf()))),
         Some(Support::NotImage) | None => return Ok(None),
     }
-    let metadata = std::fs::metadata(path).map_err(|err| WalkError {
-        path: path.to_path_buf(),
-        reason: err.to_string(),
-    })?;
-    let mtime_ns = metadata
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
-    Ok(Some(Found::Image(Candidate {
-        path: path.to_path_buf(),
-        size: metadata.len(),
-        mtime_ns,
-    })))
+    Candidate::at(path).map(|candidate| Some(Found::Image(candidate)))
+}
+
+impl Candidate {
+    /// The file at `path` (made absolute, links not resolved, as the walk names files) with
+    /// its size and modification time, whatever its content: for files named one by one.
+    pub fn at(path: &Path) -> Result<Candidate, WalkError> {
+        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let metadata = match std::fs::metadata(&path) {
+            Ok(metadata) => metadata,
+            Err(err) => {
+                let reason = match err.kind() {
+                    std::io::ErrorKind::NotFound => "no such file or directory".to_owned(),
+                    _ => err.to_string(),
+                };
+                return Err(WalkError { path, reason });
+            }
+        };
+        let mtime_ns = metadata
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+        Ok(Candidate {
+            path,
+            size: metadata.len(),
+            mtime_ns,
+        })
+    }
 }
 
 /// What the first bytes of the file say it is (an image the decoder handles, a video, or

@@ -1,6 +1,12 @@
-//! `xsearch embed`: print the embeddings of images or texts.
+//! `xsearch embed`: print the embeddings of images or texts, or (`--stdin`) embed the files
+//! listed on standard input into records for `xsearch import`.
 
-use anyhow::Result;
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader};
+use std::os::unix::ffi::OsStringExt;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
 use serde::Serialize;
 use xsearch::Engine;
 
@@ -16,6 +22,9 @@ struct EmbeddingRecord<'a> {
 }
 
 pub fn run(engine: &Engine, args: &EmbedArgs, printer: &mut Printer) -> Result<Outcome> {
+    if args.stdin {
+        return records(engine, args.null, printer);
+    }
     let mut outcome = Outcome::Found;
     if !args.texts.is_empty() {
         let texts: Vec<&str> = args.texts.iter().map(String::as_str).collect();
@@ -49,4 +58,40 @@ fn print(printer: &mut Printer, kind: &'static str, input: &str, embedding: &[f3
         format!("{input}\t{}", values.join(" "))
     })?;
     Ok(())
+}
+
+/// `--stdin`: the model line, then a record or a failure line per path read, a batch at a
+/// time, each batch flushed (a reader downstream, such as `xsearch import` or a Spark task,
+/// gets it at once). Failures are also named on stderr.
+fn records(engine: &Engine, null: bool, printer: &mut Printer) -> Result<Outcome> {
+    printer.line(&crate::records::model_line(&engine.model_info())?)?;
+    printer.flush()?;
+    let separator = if null { b'\0' } else { b'\n' };
+    let paths = BufReader::new(std::io::stdin())
+        .split(separator)
+        .filter(|name| !matches!(name, Ok(name) if name.is_empty()))
+        .map(|name| {
+            let name = name.context("could not read the paths on standard input")?;
+            Ok(PathBuf::from(OsString::from_vec(name)))
+        });
+    let mut outcome = Outcome::NothingFound;
+    engine.embed_paths(paths, |batch| -> Result<()> {
+        for file in &batch {
+            printer.line(&crate::records::file_line(file)?)?;
+            outcome = match (file, outcome) {
+                (Err(failure), _) => {
+                    warn(&format_args!(
+                        "{}: {}",
+                        crate::output::path_text(&failure.path),
+                        failure.reason
+                    ));
+                    Outcome::Errors
+                }
+                (Ok(_), Outcome::NothingFound) => Outcome::Found,
+                (Ok(_), outcome) => outcome,
+            };
+        }
+        Ok(printer.flush()?)
+    })?;
+    Ok(outcome)
 }

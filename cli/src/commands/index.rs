@@ -12,7 +12,7 @@ use serde::Serialize;
 use xsearch::{Engine, IngestEvent, IngestObserver, IngestSummary, Pass, WatchEvent, WatchOptions};
 
 use crate::args::IndexArgs;
-use crate::output::{path_text, warn, Printer};
+use crate::output::{path_text, warn, JsonPath, Printer};
 use crate::progress;
 use crate::Outcome;
 
@@ -73,6 +73,21 @@ pub fn run(
     Ok(if summary.failed > 0 {
         Outcome::Errors
     } else if summary.found == 0 {
+        Outcome::NothingFound
+    } else {
+        Outcome::Found
+    })
+}
+
+/// `--dry-run`: the image files the run would read, in the walk's order, as they are found.
+pub fn dry_run(engine: &Engine, args: &IndexArgs, printer: &mut Printer) -> Result<Outcome> {
+    let count = engine.pending(&args.paths, |path| -> Result<()> {
+        let path = JsonPath::new(path);
+        printer.record(&path, || path.text().to_owned())?;
+        Ok(())
+    })?;
+    printer.flush()?;
+    Ok(if count == 0 {
         Outcome::NothingFound
     } else {
         Outcome::Found

@@ -2,6 +2,7 @@
 
 pub mod dupes;
 pub mod embed;
+pub mod import;
 pub mod index;
 pub mod query;
 pub mod status;
