@@ -1,0 +1,191 @@
+//! `deploy/spark/xsearch_spark.py` under `spark-submit --master local[2]` against `xsearch
+//! index` of the same folder: the same records, metadata and failures, vectors equal to float
+//! rounding, the same query results; a re-run lists and adds nothing.
+//!
+//! Needs pyspark (`spark-submit`) and Java: found in `$XSEARCH_CI_VENV/bin` (CI's virtual
+//! environment, `.ci/run` installs pyspark 4.3.0 there) or on the PATH. Without them the test
+//! skips loudly, and fails under `CI=true`.
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::{json, Value};
+use xsearch_index::{FileStamp, ImageMeta, Reader};
+
+mod common;
+use common::{skip, stderr, stdout, Sandbox, SHAPES};
+
+const META: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/meta");
+const JOB: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../deploy/spark/xsearch_spark.py"
+);
+
+/// `spark-submit` and the Python beside it, from CI's virtual environment or the PATH; `None`
+/// (after the skip rule) when pyspark or Java is missing.
+fn spark() -> Option<(PathBuf, PathBuf)> {
+    let dirs = std::env::var_os("XSEARCH_CI_VENV")
+        .map(|venv| PathBuf::from(venv).join("bin"))
+        .into_iter()
+        .chain(
+            std::env::var_os("PATH")
+                .into_iter()
+                .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>()),
+        );
+    let Some(bin) = dirs
+        .into_iter()
+        .find(|dir| dir.join("spark-submit").is_file())
+    else {
+        skip::skip_or_fail(
+            "spark: no spark-submit in $XSEARCH_CI_VENV/bin or on the PATH; install pyspark \
+             (pip install pyspark==4.3.0) and Java 17 to run the Spark job test",
+        );
+        return None;
+    };
+    let java = Command::new("java").arg("-version").output();
+    if !java.is_ok_and(|out| out.status.success()) {
+        skip::skip_or_fail("spark: no java on the PATH; install Java 17 to run the Spark job");
+        return None;
+    }
+    let python = bin.join("python3");
+    let python = if python.is_file() {
+        python
+    } else {
+        "python3".into()
+    };
+    Some((bin.join("spark-submit"), python))
+}
+
+/// Runs the job over `dir` into `index` in `local[2]`; its summary line and exit status.
+fn run_job(sb: &Sandbox, spark: &(PathBuf, PathBuf), dir: &Path, index: &Path) -> (Value, i32) {
+    let out = Command::new(&spark.0)
+        .env("SPARK_LOCAL_IP", "127.0.0.1")
+        .env("PYSPARK_PYTHON", &spark.1)
+        .env("TZ", common::ZONE)
+        .env("HF_HUB_OFFLINE", "1")
+        .current_dir(sb.path(""))
+        .args([
+            "--master",
+            "local[2]",
+            "--conf",
+            "spark.ui.enabled=false",
+            JOB,
+        ])
+        .args(["index".as_ref(), dir.as_os_str()])
+        .args(["--index".as_ref(), index.as_os_str()])
+        .args([
+            "--model",
+            SHAPES,
+            "--xsearch",
+            env!("CARGO_BIN_EXE_xsearch"),
+        ])
+        .output()
+        .unwrap();
+    let summary = stdout(&out).lines().last().map(|line| {
+        serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}\n{}", stderr(&out)))
+    });
+    let summary = summary.unwrap_or_else(|| panic!("no summary\n{}", stderr(&out)));
+    (summary, out.status.code().unwrap())
+}
+
+type Held = (
+    BTreeMap<Vec<u8>, (FileStamp, Vec<f32>, Option<ImageMeta>)>,
+    BTreeMap<Vec<u8>, String>,
+);
+
+fn held(index: &Path) -> Held {
+    let reader = Reader::open(index).unwrap();
+    let images = reader
+        .images()
+        .iter()
+        .map(|(key, record)| {
+            let vector = reader.images().vector(record.id).unwrap().to_vec();
+            let meta = reader.images().meta_of(record.id).cloned();
+            (key.to_vec(), (record.file.clone().unwrap(), vector, meta))
+        })
+        .collect();
+    let failures = reader
+        .failures()
+        .iter()
+        .map(|(key, failure)| (key.clone(), failure.reason.clone()))
+        .collect();
+    (images, failures)
+}
+
+fn query(sb: &Sandbox, index: &Path, text: &str) -> Vec<String> {
+    let out = sb
+        .command(SHAPES)
+        .env("XSEARCH_INDEX", index)
+        .args(["query", "--json", "-k", "5", text])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    common::json_lines(&out)
+        .iter()
+        .map(|hit| hit["path"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn the_spark_job_in_local_mode_indexes_a_folder_as_xsearch_index_does() {
+    let Some(spark) = spark() else { return };
+    let sb = Sandbox::new();
+    let (dir, _) = sb.photos("photos", 12, 4);
+    std::fs::copy(Path::new(META).join("offset.jpg"), dir.join("offset.jpg")).unwrap();
+    let odd = dir.join(OsStr::from_bytes(b"caf\xe9.jpg"));
+    std::fs::copy(Path::new(META).join("plain.jpg"), &odd).unwrap();
+    let broken = dir.join("broken.jpg");
+    std::fs::write(&broken, b"\xff\xd8 not really").unwrap();
+    // An old file: its failure is then not retried by the re-run (see `needs_work`).
+    let file = std::fs::File::options().write(true).open(&broken).unwrap();
+    file.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000))
+        .unwrap();
+
+    let (by_spark, by_index) = (sb.path("spark-index"), sb.path("index"));
+    let (summary, status) = run_job(&sb, &spark, &dir, &by_spark);
+    assert_eq!(status, 2, "{summary}");
+    assert_eq!(
+        (&summary["listed"], &summary["added"], &summary["failed"]),
+        (&json!(15), &json!(14), &json!(1))
+    );
+    assert!(!sb.path("spark-index.spark-stage").exists());
+    let out = sb
+        .command(SHAPES)
+        .env("XSEARCH_INDEX", &by_index)
+        .args(["index".as_ref(), dir.as_os_str()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+
+    let (spark_images, spark_failures) = held(&by_spark);
+    let (index_images, index_failures) = held(&by_index);
+    assert_eq!(spark_failures, index_failures);
+    assert_eq!(
+        spark_images.keys().collect::<Vec<_>>(),
+        index_images.keys().collect::<Vec<_>>()
+    );
+    assert!(spark_images.contains_key(odd.as_os_str().as_bytes()));
+    for (key, (stamp, vector, meta)) in &spark_images {
+        let (index_stamp, index_vector, index_meta) = &index_images[key];
+        assert_eq!((stamp, meta), (index_stamp, index_meta));
+        // The tasks' batches are not `xsearch index`'s: the tower's sums may round
+        // differently in the last bit with another batch around an image.
+        let worst = vector
+            .iter()
+            .zip(index_vector)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(worst <= 1e-6, "{}: {worst}", String::from_utf8_lossy(key));
+    }
+    for text in ["a red circle", "a green triangle"] {
+        assert_eq!(query(&sb, &by_spark, text), query(&sb, &by_index, text));
+    }
+
+    // A re-run: nothing to list, nothing written.
+    let (summary, status) = run_job(&sb, &spark, &dir, &by_spark);
+    assert_eq!((status, &summary["listed"]), (0, &json!(0)), "{summary}");
+    assert_eq!(held(&by_spark), (spark_images, spark_failures));
+}
