@@ -109,8 +109,9 @@ find ~/Pictures -type f -print0 | xsearch embed --stdin -0 > records.jsonl\n\n\
 Exit status: 0 when every input was embedded, 2 when some were not (each is named on stderr, \
 and has a failure line) or on error.";
 
-const IMPORT_HELP: &str = "Reads what `xsearch embed --stdin` writes. Records of another model \
-than the index's are refused. Importing the same records twice adds nothing the second time. \
+const IMPORT_HELP: &str = "Reads what `xsearch embed --stdin` writes. A new index takes the \
+records' model unless --model names one; records of another model than the index's are refused. \
+Importing the same records twice adds nothing the second time. \
 Files deleted from disk are not removed: the next `xsearch index` of their folder removes them.\n\n\
 Examples:\n  \
 xsearch index --dry-run --json ~/Pictures | jq -r .path | xsearch embed --stdin | xsearch import\n  \

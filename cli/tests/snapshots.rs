@@ -30,6 +30,7 @@ fn help_pages() {
         ("help_index", &["index", "--help"]),
         ("help_query", &["query", "--help"]),
         ("help_embed", &["embed", "--help"]),
+        ("help_import", &["import", "--help"]),
         ("help_tag", &["tag", "--help"]),
         ("help_dupes", &["dupes", "--help"]),
         ("help_serve", &["serve", "--help"]),
