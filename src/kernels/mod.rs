@@ -24,19 +24,26 @@
 //! # Ok::<(), xsearch::kernels::KernelError>(())
 //! ```
 
+mod attention;
 mod conv;
+mod dense;
 mod direct;
 mod gemm;
+mod norm;
 mod pass;
 mod pool;
 mod scratch;
 mod simd;
+mod vecmath;
 mod winograd;
 
 #[cfg(test)]
 mod tests;
 
+pub(crate) use attention::{attend, causal_self_attention};
 pub use conv::{Algorithm, Conv2d, ConvShape};
+pub(crate) use dense::{Dense, Epilogue};
+pub(crate) use norm::LayerNorm;
 pub use pool::avg_pool2d_nhwc;
 pub use simd::Isa;
 

@@ -3,6 +3,7 @@
 //! [`ModelFiles`] finds a model (directory or hub id); [`ImageEncoder`] and [`TextEncoder`]
 //! load one tower each, so a process that only embeds queries never reads the image tower.
 
+pub mod attnpool;
 pub mod config;
 pub mod error;
 pub mod hub;

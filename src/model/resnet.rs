@@ -4,17 +4,17 @@
 //! BatchNorm is folded into the preceding convolution at load and the result packed once into a
 //! [`Conv2d`]. A forward pass turns the NCHW pixels into NHWC once, runs the stem and every
 //! bottleneck in one `Arena` of reused buffers, and hands the final `[N, H·W, C]` grid, which
-//! is already the attention pool's token layout, to candle for the attention pool.
+//! is already the attention pool's token layout, to the attention pool (`attnpool.rs`).
 
 use std::sync::Mutex;
 
-use candle_core::{Device, Tensor};
-use candle_nn::{Linear, Module};
+use candle_core::Tensor;
 
 use crate::kernels::{avg_pool2d_nhwc, Conv2d, ConvShape, Isa};
+use crate::model::attnpool::AttentionPool2d;
 use crate::model::config::ModelConfig;
 use crate::model::error::Error;
-use crate::model::weights::{linear, Weights};
+use crate::model::weights::Weights;
 
 /// One bottleneck where `ModifiedResNet._make_layer` puts it: the first block of each stage
 /// after the first halves the grid, and the first of every stage changes the channel count.
@@ -356,65 +356,6 @@ impl Bottleneck {
     }
 }
 
-/// Mirrors `open_clip.modified_resnet.AttentionPool2d`: one attention step in which only the
-/// mean of the spatial tokens queries them all.
-pub struct AttentionPool2d {
-    /// `[HW + 1, C]`.
-    positional_embedding: Tensor,
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
-    c_proj: Linear,
-    heads: usize,
-}
-
-impl AttentionPool2d {
-    /// Loads `attnpool` for a `spacial_dim`² grid of `embed_dim` channels pooled to `output_dim`.
-    pub fn load(
-        w: &Weights,
-        spacial_dim: usize,
-        embed_dim: usize,
-        heads: usize,
-        output_dim: usize,
-    ) -> Result<Self, Error> {
-        Ok(Self {
-            positional_embedding: w.get(
-                &[spacial_dim * spacial_dim + 1, embed_dim],
-                "positional_embedding",
-            )?,
-            q_proj: linear(&w.pp("q_proj"), embed_dim, embed_dim)?,
-            k_proj: linear(&w.pp("k_proj"), embed_dim, embed_dim)?,
-            v_proj: linear(&w.pp("v_proj"), embed_dim, embed_dim)?,
-            c_proj: linear(&w.pp("c_proj"), embed_dim, output_dim)?,
-            heads,
-        })
-    }
-
-    /// `[N, H·W, C]` spatial tokens (an NHWC grid, row-major positions) → `[N, output_dim]`.
-    pub fn forward(&self, tokens: &Tensor) -> Result<Tensor, Error> {
-        let (n, hw, c) = tokens.dims3()?;
-        // The mean token is prepended before the positional embedding is added.
-        let mean = tokens.mean_keepdim(1)?;
-        let x = Tensor::cat(&[&mean, tokens], 1)?.broadcast_add(&self.positional_embedding)?;
-        let t = hw + 1;
-        let head_dim = c / self.heads;
-        let split = |y: Tensor, len: usize| -> candle_core::Result<Tensor> {
-            y.reshape((n, len, self.heads, head_dim))?
-                .transpose(1, 2)?
-                .contiguous()
-        };
-        // Only the output at the mean token is returned, so it is the only query computed.
-        let query = x.narrow(1, 0, 1)?.contiguous()?;
-        let q = (self.q_proj.forward(&query)? * (head_dim as f64).powf(-0.5))?;
-        let q = split(q, 1)?; // [N, heads, 1, d]
-        let k = split(self.k_proj.forward(&x)?, t)?; // [N, heads, T, d]
-        let v = split(self.v_proj.forward(&x)?, t)?;
-        let attn = candle_nn::ops::softmax_last_dim(&q.matmul(&k.t()?)?)?;
-        let out = attn.matmul(&v)?.reshape((n, c))?; // [N, heads, 1, d] → [N, C]
-        Ok(self.c_proj.forward(&out)?)
-    }
-}
-
 /// Mirrors `open_clip.modified_resnet.ModifiedResNet`: stem, four bottleneck stages, attention
 /// pool.
 pub struct ImageTower {
@@ -459,6 +400,7 @@ impl ImageTower {
             embed_dim,
             embed_dim / config.vision_cfg.head_width,
             config.embed_dim,
+            isa,
         )?;
         Ok(Self {
             stem,
@@ -495,8 +437,6 @@ impl ImageTower {
             g = block.forward(g, arena)?;
             arena.advance();
         }
-        let tokens =
-            Tensor::from_slice(&arena.input[..g.len()], (g.n, g.h * g.w, g.c), &Device::Cpu)?;
-        self.attnpool.forward(&tokens)
+        self.attnpool.forward(&arena.input[..g.len()], g.n)
     }
 }

@@ -1,175 +1,181 @@
 //! CLIP's text tower: open_clip's `TextTransformer` with OpenAI's layout (`open_clip/transformer.py`,
-//! `CLIP.encode_text` in `open_clip/model.py`).
+//! `CLIP.encode_text` in `open_clip/model.py`), run on [`crate::kernels`].
+//!
+//! Every projection is a [`Dense`] layer packed once at load (bias fused, the attention's
+//! `1/√d` folded into the query rows); attention is one fused pass per query and head with the
+//! causal mask as its loop bound; LayerNorm and QuickGELU run in the passes that produce their
+//! input. A forward pass keeps its activations in one `Arena`.
 
-use candle_core::{Device, IndexOp, Tensor};
-use candle_nn::{Linear, Module};
+use candle_core::{Device, Tensor};
 
+use crate::kernels::{causal_self_attention, Dense, Epilogue, Isa, LayerNorm};
 use crate::model::config::ModelConfig;
 use crate::model::error::Error;
-use crate::model::weights::{linear, Weights};
+use crate::model::weights::{dense, Weights};
 
 /// `nn.LayerNorm` epsilon.
 const LN_EPS: f32 = 1e-5;
 
-/// A `nn.LayerNorm` with weight and bias.
-struct LayerNorm {
-    weight: Tensor,
-    bias: Tensor,
+/// Loads a `nn.LayerNorm` (`weight`, `bias`) of `width` under `w`.
+fn layer_norm(w: &Weights, width: usize) -> Result<LayerNorm, Error> {
+    Ok(LayerNorm::new(
+        w.get_vec(&[width], "weight")?,
+        w.get_vec(&[width], "bias")?,
+        LN_EPS,
+    ))
 }
 
-impl LayerNorm {
-    fn load(w: &Weights, dim: usize) -> Result<Self, Error> {
-        Ok(Self {
-            weight: w.get(&[dim], "weight")?,
-            bias: w.get(&[dim], "bias")?,
-        })
-    }
-
-    fn forward(&self, x: &Tensor) -> Result<Tensor, Error> {
-        Ok(candle_nn::ops::layer_norm(
-            x,
-            &self.weight,
-            &self.bias,
-            LN_EPS,
-        )?)
-    }
+/// Rows `rows` of the row-major `x` (`width` wide), in that order.
+fn gather_rows(x: &[f32], width: usize, rows: &[usize]) -> Vec<f32> {
+    rows.iter()
+        .flat_map(|&r| &x[r * width..(r + 1) * width])
+        .copied()
+        .collect()
 }
 
-/// Mirrors `nn.MultiheadAttention` as used by open_clip's `ResidualAttentionBlock` (packed
-/// `in_proj_weight` whose rows are Q, K, V; `out_proj`).
-struct SelfAttention {
-    in_proj: Linear,
-    out_proj: Linear,
-    heads: usize,
+/// The activations of one forward pass over `rows` positions.
+struct Arena {
+    /// The residual stream, `[rows, width]`; the last block leaves only the END rows.
+    x: Vec<f32>,
+    /// A LayerNorm's output, `[rows, width]`.
+    normed: Vec<f32>,
+    /// `[rows, 3·width]`.
+    qkv: Vec<f32>,
+    /// The attention's output, `[rows, width]`.
+    attn: Vec<f32>,
+    /// The MLP's hidden layer, `[rows, mlp_width]`.
+    hidden: Vec<f32>,
 }
 
-impl SelfAttention {
-    fn load(w: &Weights, width: usize, heads: usize) -> Result<Self, Error> {
-        Ok(Self {
-            in_proj: Linear::new(
-                w.get(&[3 * width, width], "in_proj_weight")?,
-                Some(w.get(&[3 * width], "in_proj_bias")?),
-            ),
-            out_proj: linear(&w.pp("out_proj"), width, width)?,
-            heads,
-        })
-    }
-
-    /// `x`: `[N, L, W]`; `mask`: `[L, L]` additive.
-    fn forward(&self, x: &Tensor, mask: &Tensor) -> Result<Tensor, Error> {
-        let (n, l, width) = x.dims3()?;
-        let head_dim = width / self.heads;
-        let qkv = self.in_proj.forward(x)?; // [N, L, 3W]
-        let split = |i: usize| -> candle_core::Result<Tensor> {
-            qkv.narrow(2, i * width, width)?
-                .reshape((n, l, self.heads, head_dim))?
-                .transpose(1, 2)?
-                .contiguous()
-        };
-        let q = (split(0)? * (head_dim as f64).powf(-0.5))?;
-        let (k, v) = (split(1)?, split(2)?);
-        let scores = q.matmul(&k.t()?)?.broadcast_add(mask)?;
-        let attn = candle_nn::ops::softmax_last_dim(&scores)?;
-        let out = attn
-            .matmul(&v)? // [N, H, L, d]
-            .transpose(1, 2)?
-            .reshape((n, l, width))?;
-        Ok(self.out_proj.forward(&out)?)
-    }
-}
-
-/// Mirrors open_clip's `ResidualAttentionBlock` (pre-LN attention, then pre-LN MLP).
+/// Mirrors open_clip's `ResidualAttentionBlock` (pre-LN attention, then pre-LN MLP) with
+/// `nn.MultiheadAttention`'s packed `in_proj_weight`, whose rows are Q, K, V.
 struct ResidualBlock {
     ln_1: LayerNorm,
-    attn: SelfAttention,
+    /// `in_proj`, with the query rows (weights and bias) pre-scaled by `1/√d`.
+    qkv: Dense,
+    out_proj: Dense,
     ln_2: LayerNorm,
-    c_fc: Linear,
-    c_proj: Linear,
-    quick_gelu: bool,
+    c_fc: Dense,
+    c_proj: Dense,
+    /// QuickGELU (`quick_gelu`, OpenAI weights) or the erf GELU, fused into `c_fc`.
+    activation: Epilogue,
 }
 
 impl ResidualBlock {
-    fn load(w: &Weights, config: &ModelConfig) -> Result<Self, Error> {
+    fn load(w: &Weights, config: &ModelConfig, isa: Isa) -> Result<Self, Error> {
         let t = &config.text_cfg;
-        let hidden = config.mlp_width();
+        let (width, hidden) = (t.width, config.mlp_width());
+        let attn = w.pp("attn");
+        let mut in_proj = attn.get_vec(&[3 * width, width], "in_proj_weight")?;
+        let mut in_bias = attn.get_vec(&[3 * width], "in_proj_bias")?;
+        // Scaling q here instead of the scores: the same product (1/√d is a power of two for
+        // every CLIP head width), no pass at run time.
+        let scale = ((width / t.heads) as f32).powf(-0.5);
+        for v in in_proj[..width * width]
+            .iter_mut()
+            .chain(&mut in_bias[..width])
+        {
+            *v *= scale;
+        }
         let mlp = w.pp("mlp");
         Ok(Self {
-            ln_1: LayerNorm::load(&w.pp("ln_1"), t.width)?,
-            attn: SelfAttention::load(&w.pp("attn"), t.width, t.heads)?,
-            ln_2: LayerNorm::load(&w.pp("ln_2"), t.width)?,
-            c_fc: linear(&mlp.pp("c_fc"), t.width, hidden)?,
-            c_proj: linear(&mlp.pp("c_proj"), hidden, t.width)?,
-            quick_gelu: config.quick_gelu,
+            ln_1: layer_norm(&w.pp("ln_1"), width)?,
+            qkv: Dense::from_linear(isa, &in_proj, width, 3 * width, Some(in_bias)),
+            out_proj: dense(&attn.pp("out_proj"), width, width, isa)?,
+            ln_2: layer_norm(&w.pp("ln_2"), width)?,
+            c_fc: dense(&mlp.pp("c_fc"), width, hidden, isa)?,
+            c_proj: dense(&mlp.pp("c_proj"), hidden, width, isa)?,
+            activation: if config.quick_gelu {
+                Epilogue::QuickGelu
+            } else {
+                Epilogue::Gelu
+            },
         })
     }
 
-    fn forward(&self, x: &Tensor, mask: &Tensor) -> Result<Tensor, Error> {
-        let x = (x + self.attn.forward(&self.ln_1.forward(x)?, mask)?)?;
-        let h = self.c_fc.forward(&self.ln_2.forward(&x)?)?;
-        // open_clip's QuickGELU: x * sigmoid(1.702 x); nn.GELU is the exact (erf) form.
-        let h = if self.quick_gelu {
-            (&h * candle_nn::ops::sigmoid(&(&h * 1.702)?)?)?
-        } else {
-            h.gelu_erf()?
-        };
-        Ok((x + self.c_proj.forward(&h)?)?)
+    /// Runs the block on `a.x` (sequences of `len` positions, `heads` heads). `queries` are the
+    /// rows whose outputs are needed: every row in order, or, in the last block, the END rows
+    /// only, whose attention still reads every earlier position; `a.x` then keeps only those.
+    fn forward(&self, isa: Isa, len: usize, heads: usize, queries: &[usize], a: &mut Arena) {
+        let width = self.ln_1.width();
+        let rows = a.x.len() / width;
+        let normed = &mut a.normed[..rows * width];
+        self.ln_1.forward(isa, &a.x, normed);
+        let qkv = &mut a.qkv[..rows * 3 * width];
+        self.qkv.forward(rows, normed, qkv, Epilogue::Store);
+        let q = queries.len();
+        let attn = &mut a.attn[..q * width];
+        causal_self_attention(isa, qkv, len, heads, queries, attn);
+        if q < rows {
+            a.x = gather_rows(&a.x, width, queries);
+        }
+        self.out_proj.forward(q, attn, &mut a.x, Epilogue::Add);
+        let normed = &mut a.normed[..q * width];
+        self.ln_2.forward(isa, &a.x, normed);
+        let hidden = &mut a.hidden[..q * self.c_fc.n()];
+        self.c_fc.forward(q, normed, hidden, self.activation);
+        self.c_proj.forward(q, hidden, &mut a.x, Epilogue::Add);
     }
 }
 
 /// Mirrors `open_clip.CLIP.encode_text` (without the final normalisation).
 pub struct TextTower {
-    token_embedding: Tensor,
-    positional_embedding: Tensor,
+    isa: Isa,
+    heads: usize,
+    width: usize,
+    /// `[vocab, width]`.
+    token_embedding: Vec<f32>,
+    /// `[context, width]`.
+    positional_embedding: Vec<f32>,
     blocks: Vec<ResidualBlock>,
     ln_final: LayerNorm,
-    /// `[width, embed_dim]`, right-multiplied.
-    text_projection: Tensor,
-    /// `[context, context]` additive causal mask; each batch uses its top-left corner.
-    causal_mask: Tensor,
+    /// `text_projection` (`[width, embed_dim]`, right-multiplied, no bias).
+    text_projection: Dense,
 }
 
 impl TextTower {
     /// Loads the tower from the checkpoint root (`token_embedding`, `transformer.resblocks.*`,
-    /// `ln_final`, ...), sized by `config`.
+    /// `ln_final`, ...), sized by `config`, with the best kernels this CPU runs.
     pub fn load(w: Weights, config: &ModelConfig) -> Result<Self, Error> {
+        Self::load_with_isa(w, config, Isa::detect())
+    }
+
+    /// [`TextTower::load`] with the kernels compiled for `isa`; tests pass [`Isa::portable`] to
+    /// run the fallback path on any CPU.
+    pub fn load_with_isa(w: Weights, config: &ModelConfig, isa: Isa) -> Result<Self, Error> {
         config.validate()?;
         let t = &config.text_cfg;
         let resblocks = w.pp("transformer").pp("resblocks");
         let blocks = (0..t.layers)
-            .map(|i| ResidualBlock::load(&resblocks.pp(i), config))
+            .map(|i| ResidualBlock::load(&resblocks.pp(i), config, isa))
             .collect::<Result<_, _>>()?;
         let ctx = t.context_length;
-        let mask: Vec<f32> = (0..ctx * ctx)
-            .map(|i| {
-                if i % ctx > i / ctx {
-                    f32::NEG_INFINITY
-                } else {
-                    0.0
-                }
-            })
-            .collect();
+        let projection = w.get_vec(&[t.width, config.embed_dim], "text_projection")?;
         Ok(Self {
-            token_embedding: w.get(&[t.vocab_size, t.width], "token_embedding.weight")?,
-            positional_embedding: w.get(&[ctx, t.width], "positional_embedding")?,
+            isa,
+            heads: t.heads,
+            width: t.width,
+            token_embedding: w.get_vec(&[t.vocab_size, t.width], "token_embedding.weight")?,
+            positional_embedding: w.get_vec(&[ctx, t.width], "positional_embedding")?,
             blocks,
-            ln_final: LayerNorm::load(&w.pp("ln_final"), t.width)?,
-            text_projection: w.get(&[t.width, config.embed_dim], "text_projection")?,
-            causal_mask: Tensor::from_vec(mask, (ctx, ctx), &Device::Cpu)?,
+            ln_final: layer_norm(&w.pp("ln_final"), t.width)?,
+            text_projection: Dense::new(isa, t.width, config.embed_dim, &projection, None),
         })
     }
 
     /// Maximum tokens per text, START and END included.
     pub fn context_length(&self) -> usize {
-        self.positional_embedding.dims()[0]
+        self.positional_embedding.len() / self.width
     }
 
     /// Embeds token sequences (unpadded, START..END) → `[N, embed_dim]` (not normalised).
     ///
     /// The batch runs at the length of its longest sequence: with a causal mask, the END row
-    /// does not depend on the padding after it.
+    /// does not depend on the padding after it. The last block computes only the END rows.
     pub fn forward(&self, batch: &[Vec<u32>]) -> Result<Tensor, Error> {
         let ctx = self.context_length();
-        let vocab = self.token_embedding.dims()[0];
+        let width = self.width;
+        let vocab = self.token_embedding.len() / width;
         let len = batch.iter().map(Vec::len).max().unwrap_or(0);
         if batch.is_empty() || batch.iter().any(Vec::is_empty) {
             return Err(Error::InvalidInput(
@@ -186,32 +192,53 @@ impl TextTower {
                 "token id {bad} is outside the vocabulary of {vocab}"
             )));
         }
-        let n = batch.len();
-        let mut ids = vec![0u32; n * len];
+        let (n, rows) = (batch.len(), batch.len() * len);
+        let mut x = vec![0.0f32; rows * width];
         let mut eot = Vec::with_capacity(n);
-        for (row, tokens) in batch.iter().enumerate() {
-            ids[row * len..row * len + tokens.len()].copy_from_slice(tokens);
+        for (seq, tokens) in batch.iter().enumerate() {
+            // Padding positions embed token 0, as open_clip's padded batch does.
+            let ids = tokens.iter().copied().chain(std::iter::repeat(0));
+            for (pos, id) in ids.take(len).enumerate() {
+                let row = &mut x[(seq * len + pos) * width..][..width];
+                let token = &self.token_embedding[id as usize * width..][..width];
+                let position = &self.positional_embedding[pos * width..][..width];
+                for ((v, &t), &p) in row.iter_mut().zip(token).zip(position) {
+                    *v = t + p;
+                }
+            }
             // open_clip's text_global_pool('argmax'): END has the largest id; first maximum.
-            let pos = tokens
+            let end = tokens
                 .iter()
                 .enumerate()
                 .fold(0, |best, (i, &id)| if id > tokens[best] { i } else { best });
-            eot.push((row * len + pos) as u32);
+            eot.push(seq * len + end);
         }
-        let ids = Tensor::from_vec(ids, n * len, &Device::Cpu)?;
-        let x = self
-            .token_embedding
-            .index_select(&ids, 0)?
-            .reshape((n, len, ()))?
-            .broadcast_add(&self.positional_embedding.i(..len)?)?;
-        let mask = self.causal_mask.i((..len, ..len))?;
-        let mut x = x;
-        for block in &self.blocks {
-            x = block.forward(&x, &mask)?;
+        let hidden = self.blocks.first().map_or(0, |b| b.c_fc.n());
+        let mut arena = Arena {
+            x,
+            normed: vec![0.0; rows * width],
+            qkv: vec![0.0; rows * 3 * width],
+            attn: vec![0.0; rows * width],
+            hidden: vec![0.0; rows * hidden],
+        };
+        let every: Vec<usize> = (0..rows).collect();
+        for (i, block) in self.blocks.iter().enumerate() {
+            let queries = if i + 1 == self.blocks.len() {
+                &eot
+            } else {
+                &every
+            };
+            block.forward(self.isa, len, self.heads, queries, &mut arena);
         }
-        let x = self.ln_final.forward(&x)?;
-        let eot = Tensor::from_vec(eot, n, &Device::Cpu)?;
-        let pooled = x.flatten_to(1)?.index_select(&eot, 0)?; // [N, W]
-        Ok(pooled.matmul(&self.text_projection)?)
+        if self.blocks.is_empty() {
+            arena.x = gather_rows(&arena.x, width, &eot);
+        }
+        let normed = &mut arena.normed[..n * width];
+        self.ln_final.forward(self.isa, &arena.x, normed);
+        let embed_dim = self.text_projection.n();
+        let mut out = vec![0.0; n * embed_dim];
+        self.text_projection
+            .forward(n, normed, &mut out, Epilogue::Store);
+        Ok(Tensor::from_vec(out, (n, embed_dim), &Device::Cpu)?)
     }
 }

@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{safetensors::MmapedSafetensors, DType, Device, Tensor};
-use candle_nn::Linear;
 
+use crate::kernels::{Dense, Isa};
 use crate::model::error::Error;
 
 /// Key prefix of the image tower's tensors.
@@ -222,12 +222,22 @@ impl Weights<'_> {
     pub fn get(&self, shape: &[usize], name: &str) -> Result<Tensor, Error> {
         self.loader.get(self.pp(name).prefix, shape)
     }
+
+    /// [`Weights::get`] as a flat row-major vector, the form our kernels take.
+    pub fn get_vec(&self, shape: &[usize], name: &str) -> Result<Vec<f32>, Error> {
+        Ok(self.get(shape, name)?.flatten_all()?.to_vec1::<f32>()?)
+    }
 }
 
-/// A `nn.Linear` with bias, loaded under `w`.
-pub(crate) fn linear(w: &Weights, in_dim: usize, out_dim: usize) -> Result<Linear, Error> {
-    Ok(Linear::new(
-        w.get(&[out_dim, in_dim], "weight")?,
-        Some(w.get(&[out_dim], "bias")?),
+/// A `nn.Linear` with bias, loaded under `w` and packed for our GEMM on `isa`.
+pub(crate) fn dense(w: &Weights, in_dim: usize, out_dim: usize, isa: Isa) -> Result<Dense, Error> {
+    let weight = w.get_vec(&[out_dim, in_dim], "weight")?;
+    let bias = w.get_vec(&[out_dim], "bias")?;
+    Ok(Dense::from_linear(
+        isa,
+        &weight,
+        in_dim,
+        out_dim,
+        Some(bias),
     ))
 }
