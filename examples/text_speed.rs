@@ -44,7 +44,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut times: Vec<f64> = (0..reps)
             .map(|_| {
                 let start = Instant::now();
-                encoder.embed_tokens(&batch).map(|_| start.elapsed().as_secs_f64())
+                encoder
+                    .embed_tokens(&batch)
+                    .map(|_| start.elapsed().as_secs_f64())
             })
             .collect::<Result<_, _>>()?;
         times.sort_by(f64::total_cmp);

@@ -100,9 +100,12 @@ impl Dense {
             .into_par_iter()
             .map(|p| {
                 let (c0, w) = (p * PART, PART.min(n - p * PART));
-                let mut cols = vec![0.0; k * w];
-                fill(c0, w, &mut cols);
-                PackedB::new(k, w, &cols)
+                // Scratch rather than a fresh vector per part: fresh pages are zeroed by the
+                // kernel on first touch, which showed in the text tower's load time.
+                with_scratch(k * w, |cols| {
+                    fill(c0, w, cols);
+                    PackedB::new(k, w, cols)
+                })
             })
             .collect();
         Self {

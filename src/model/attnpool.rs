@@ -55,14 +55,25 @@ impl AttentionPool2d {
             *v *= scale;
         }
         let k = w.pp("k_proj");
-        let k_weight = k.get_vec(&[c, c], "weight")?;
         // The checkpoint holds `k_proj.bias`, but it adds the same `q_h · b_k,h` to every score
         // of a head, which the softmax cancels.
         k.get(&[c], "bias")?;
+        // A head's rows of a projection are `d` consecutive rows of its weight.
+        let key_heads = k.with_values(&[c, c], "weight", |weight| {
+            weight
+                .chunks_exact(d * c)
+                .map(|rows| Dense::new(isa, d, c, rows, None))
+                .collect()
+        })?;
         let v = w.pp("v_proj");
-        let v_weight = v.get_vec(&[c, c], "weight")?;
         let v_bias = v.get_vec(&[c], "bias")?;
-        let head_rows = |m: &[f32], h: usize| m[h * d * c..(h + 1) * d * c].to_vec();
+        let value_heads = v.with_values(&[c, c], "weight", |weight| {
+            weight
+                .chunks_exact(d * c)
+                .zip(v_bias.chunks_exact(d))
+                .map(|(rows, bias)| Dense::from_linear(isa, rows, c, d, Some(bias.to_vec())))
+                .collect()
+        })?;
         Ok(Self {
             isa,
             heads,
@@ -71,15 +82,8 @@ impl AttentionPool2d {
                 "positional_embedding",
             )?,
             q_proj: Dense::from_linear(isa, &q_weight, c, c, Some(q_bias)),
-            key_heads: (0..heads)
-                .map(|h| Dense::new(isa, d, c, &head_rows(&k_weight, h), None))
-                .collect(),
-            value_heads: (0..heads)
-                .map(|h| {
-                    let bias = v_bias[h * d..(h + 1) * d].to_vec();
-                    Dense::from_linear(isa, &head_rows(&v_weight, h), c, d, Some(bias))
-                })
-                .collect(),
+            key_heads,
+            value_heads,
             c_proj: dense(&w.pp("c_proj"), embed_dim, output_dim, isa)?,
         })
     }

@@ -123,8 +123,9 @@ pub struct TextTower {
     isa: Isa,
     heads: usize,
     width: usize,
-    /// `[vocab, width]`.
-    token_embedding: Vec<f32>,
+    /// `[vocab, width]`, kept as loaded: a pass reads only its tokens' rows, and copying
+    /// 100 MB into a vector would add to every query's load time.
+    token_embedding: Tensor,
     /// `[context, width]`.
     positional_embedding: Vec<f32>,
     blocks: Vec<ResidualBlock>,
@@ -155,7 +156,7 @@ impl TextTower {
             isa,
             heads: t.heads,
             width: t.width,
-            token_embedding: w.get_vec(&[t.vocab_size, t.width], "token_embedding.weight")?,
+            token_embedding: w.get(&[t.vocab_size, t.width], "token_embedding.weight")?,
             positional_embedding: w.get_vec(&[ctx, t.width], "positional_embedding")?,
             blocks,
             ln_final: layer_norm(&w.pp("ln_final"), t.width)?,
@@ -175,7 +176,7 @@ impl TextTower {
     pub fn forward(&self, batch: &[Vec<u32>]) -> Result<Tensor, Error> {
         let ctx = self.context_length();
         let width = self.width;
-        let vocab = self.token_embedding.len() / width;
+        let vocab = self.token_embedding.dims()[0];
         let len = batch.iter().map(Vec::len).max().unwrap_or(0);
         if batch.is_empty() || batch.iter().any(Vec::is_empty) {
             return Err(Error::InvalidInput(
@@ -193,25 +194,29 @@ impl TextTower {
             )));
         }
         let (n, rows) = (batch.len(), batch.len() * len);
-        let mut x = vec![0.0f32; rows * width];
+        // Padding positions embed token 0, as open_clip's padded batch does.
+        let mut ids = vec![0u32; rows];
         let mut eot = Vec::with_capacity(n);
         for (seq, tokens) in batch.iter().enumerate() {
-            // Padding positions embed token 0, as open_clip's padded batch does.
-            let ids = tokens.iter().copied().chain(std::iter::repeat(0));
-            for (pos, id) in ids.take(len).enumerate() {
-                let row = &mut x[(seq * len + pos) * width..][..width];
-                let token = &self.token_embedding[id as usize * width..][..width];
-                let position = &self.positional_embedding[pos * width..][..width];
-                for ((v, &t), &p) in row.iter_mut().zip(token).zip(position) {
-                    *v = t + p;
-                }
-            }
+            ids[seq * len..seq * len + tokens.len()].copy_from_slice(tokens);
             // open_clip's text_global_pool('argmax'): END has the largest id; first maximum.
             let end = tokens
                 .iter()
                 .enumerate()
                 .fold(0, |best, (i, &id)| if id > tokens[best] { i } else { best });
             eot.push(seq * len + end);
+        }
+        let ids = Tensor::from_vec(ids, rows, &Device::Cpu)?;
+        let mut x = self
+            .token_embedding
+            .index_select(&ids, 0)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let positions = &self.positional_embedding[..len * width];
+        for row in x.chunks_exact_mut(len * width) {
+            for (v, &p) in row.iter_mut().zip(positions) {
+                *v += p;
+            }
         }
         let hidden = self.blocks.first().map_or(0, |b| b.c_fc.n());
         let mut arena = Arena {

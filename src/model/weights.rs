@@ -10,7 +10,7 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use candle_core::{safetensors::MmapedSafetensors, DType, Device, Tensor};
+use candle_core::{safetensors::MmapedSafetensors, DType, Device, Storage, Tensor};
 
 use crate::kernels::{Dense, Isa};
 use crate::model::error::Error;
@@ -225,7 +225,25 @@ impl Weights<'_> {
 
     /// [`Weights::get`] as a flat row-major vector, the form our kernels take.
     pub fn get_vec(&self, shape: &[usize], name: &str) -> Result<Vec<f32>, Error> {
-        Ok(self.get(shape, name)?.flatten_all()?.to_vec1::<f32>()?)
+        self.with_values(shape, name, <[f32]>::to_vec)
+    }
+
+    /// Runs `f` on the row-major values of [`Weights::get`], borrowed from the loaded tensor
+    /// when it is contiguous in memory (it is, as loaded), for weights that are repacked
+    /// anyway: a copy of the text tower's 151 MB costs every query's load time.
+    pub fn with_values<R>(
+        &self,
+        shape: &[usize],
+        name: &str,
+        f: impl FnOnce(&[f32]) -> R,
+    ) -> Result<R, Error> {
+        let tensor = self.get(shape, name)?;
+        let (storage, layout) = tensor.storage_and_layout();
+        if let (Storage::Cpu(cpu), Some((start, end))) = (&*storage, layout.contiguous_offsets()) {
+            return Ok(f(&cpu.as_slice::<f32>()?[start..end]));
+        }
+        drop(storage);
+        Ok(f(&tensor.flatten_all()?.to_vec1::<f32>()?))
     }
 }
 
