@@ -11,13 +11,14 @@ mod progress;
 mod records;
 mod serve;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Parser;
 use xsearch::{
-    Engine, EngineOptions, IngestOptions, OpenMode, RawPairs, WatchOptions, INDEX_FORMAT_VERSION,
+    Engine, EngineOptions, IndexError, IngestOptions, Location, OpenMode, RawPairs, WatchOptions,
+    INDEX_FORMAT_VERSION,
 };
 
 use crate::args::{Cli, Command, GlobalArgs, RawPairsArg, TextsCommand};
@@ -82,7 +83,7 @@ fn run(cli: Cli) -> Result<Outcome> {
         Command::Index(args) if args.dry_run => {
             // Reads only: an index that does not exist yet holds nothing, and is not created.
             let dir = index_dir(global)?;
-            let options = if dir.exists() {
+            let options = if index_exists(&dir)? {
                 model_options(global).index(dir).mode(OpenMode::Read)
             } else {
                 model_options(global)
@@ -96,7 +97,7 @@ fn run(cli: Cli) -> Result<Outcome> {
             // A new index takes the records' model unless another is named; an existing one
             // its own, which must be the records'.
             let options = match &global.model {
-                None if !dir.exists() => EngineOptions::new(&model.source),
+                None if !index_exists(&dir)? => EngineOptions::new(&model.source),
                 _ => model_options(global),
             };
             let options = options.index(dir).mode(OpenMode::Create);
@@ -189,6 +190,19 @@ fn index_dir(global: &GlobalArgs) -> Result<PathBuf> {
                 "no data directory on this platform\n\nPass --index <DIR> or set XSEARCH_INDEX.",
             )?
             .join("xsearch")),
+    }
+}
+
+/// Whether the index at `location` exists: a directory, or a collection the Milvus server
+/// holds (asked of it).
+fn index_exists(location: &Path) -> Result<bool> {
+    match Location::parse(location)? {
+        Location::Dir(dir) => Ok(dir.exists()),
+        Location::Milvus(_) => match Engine::inspect(location) {
+            Ok(_) => Ok(true),
+            Err(xsearch::Error::Index(IndexError::NoCollection { .. })) => Ok(false),
+            Err(err) => Err(err.into()),
+        },
     }
 }
 

@@ -1,6 +1,7 @@
 //! `deploy/spark/xsearch_spark.py` under `spark-submit --master local[2]` against `xsearch
 //! index` of the same folder: the same records, metadata and failures, vectors equal to float
-//! rounding, the same query results; a re-run lists and adds nothing.
+//! rounding, the same query results; a re-run lists and adds nothing. The same into a Milvus
+//! collection (a milvus-lite server started here), where each task imports its own records.
 //!
 //! Needs pyspark (`spark-submit`) and Java: found in `$XSEARCH_CI_VENV/bin` (CI's virtual
 //! environment, `.ci/run` installs pyspark 4.3.0 there) or on the PATH. Without them the test
@@ -16,6 +17,8 @@ use serde_json::{json, Value};
 use xsearch_index::{FileStamp, ImageMeta, Reader};
 
 mod common;
+#[path = "../../tests/common/milvus.rs"]
+mod milvus;
 use common::{skip, stderr, stdout, Sandbox, SHAPES};
 
 const META: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/meta");
@@ -59,7 +62,8 @@ fn spark() -> Option<(PathBuf, PathBuf)> {
     Some((bin.join("spark-submit"), python))
 }
 
-/// Runs the job over `dir` into `index` in `local[2]`; its summary line and exit status.
+/// Runs the job over `dir` into `index` (a directory or a `milvus://` location) in `local[2]`;
+/// its summary line and exit status.
 fn run_job(sb: &Sandbox, spark: &(PathBuf, PathBuf), dir: &Path, index: &Path) -> (Value, i32) {
     let out = Command::new(&spark.0)
         .env("SPARK_LOCAL_IP", "127.0.0.1")
@@ -113,6 +117,28 @@ fn held(index: &Path) -> Held {
         .map(|(key, failure)| (key.clone(), failure.reason.clone()))
         .collect();
     (images, failures)
+}
+
+/// The top 5 paths for `text` with their scores rounded to 5 places: the vectors of the job and
+/// of `xsearch index` may differ in the last bit (see the directory test).
+fn query_scored(sb: &Sandbox, index: &Path, text: &str) -> Vec<(String, String)> {
+    let out = sb
+        .command(SHAPES)
+        .env("XSEARCH_INDEX", index)
+        .args(["query", "--json", "-k", "5", text])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    common::json_lines(&out)
+        .iter()
+        .map(|hit| {
+            let score = hit["score"].as_f64().unwrap();
+            (
+                hit["path"].as_str().unwrap().to_owned(),
+                format!("{score:.5}"),
+            )
+        })
+        .collect()
 }
 
 fn query(sb: &Sandbox, index: &Path, text: &str) -> Vec<String> {
@@ -188,4 +214,87 @@ fn the_spark_job_in_local_mode_indexes_a_folder_as_xsearch_index_does() {
     let (summary, status) = run_job(&sb, &spark, &dir, &by_spark);
     assert_eq!((status, &summary["listed"]), (0, &json!(0)), "{summary}");
     assert_eq!(held(&by_spark), (spark_images, spark_failures));
+}
+
+#[test]
+fn the_spark_job_into_milvus_holds_what_xsearch_index_into_milvus_holds() {
+    let Some(spark) = spark() else { return };
+    let Some(server) = milvus::MilvusLite::start(skip::skip_or_fail) else {
+        return;
+    };
+    let sb = Sandbox::new();
+    let (dir, _) = sb.photos("photos", 12, 6);
+    std::fs::copy(Path::new(META).join("offset.jpg"), dir.join("offset.jpg")).unwrap();
+    std::fs::write(dir.join("broken.jpg"), b"\xff\xd8 not really").unwrap();
+    let (by_spark, by_index) = (server.url("spark"), server.url("index"));
+    let (by_spark, by_index) = (Path::new(&by_spark), Path::new(&by_index));
+
+    // Each task imports its own records into the collection: no staging, no driver import.
+    let (summary, status) = run_job(&sb, &spark, &dir, by_spark);
+    assert_eq!(status, 2, "{summary}");
+    assert_eq!(
+        (&summary["listed"], &summary["added"], &summary["failed"]),
+        (&json!(14), &json!(13), &json!(1))
+    );
+    let out = sb
+        .command(SHAPES)
+        .env("XSEARCH_INDEX", by_index)
+        .args(["index".as_ref(), dir.as_os_str()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+
+    let status_of = |location: &Path| {
+        let out = sb
+            .command(SHAPES)
+            .env("XSEARCH_INDEX", location)
+            .args(["status", "--json"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        let status = common::json_lines(&out).remove(0);
+        (status["images"].clone(), status["failures"].clone())
+    };
+    let (images, failures) = status_of(by_spark);
+    assert_eq!(images, json!(13));
+    assert!(
+        failures[0]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("broken.jpg"),
+        "{failures}"
+    );
+    assert_eq!(status_of(by_spark), status_of(by_index));
+    for text in ["a red circle", "a green triangle", "a blue square"] {
+        assert_eq!(
+            query_scored(&sb, by_spark, text),
+            query_scored(&sb, by_index, text),
+            "{text}"
+        );
+    }
+    // Both collections hold every file unchanged: an index run into either would read nothing
+    // but the failed file, which it retries.
+    for location in [by_spark, by_index] {
+        let out = sb
+            .command(SHAPES)
+            .env("XSEARCH_INDEX", location)
+            .args(["index".as_ref(), "--dry-run".as_ref(), dir.as_os_str()])
+            .output()
+            .unwrap();
+        // Exit status 1 when nothing is left to read.
+        assert!(matches!(out.status.code(), Some(0 | 1)), "{}", stderr(&out));
+        let listed: Vec<_> = stdout(&out).lines().map(str::to_owned).collect();
+        assert!(
+            listed.iter().all(|line| line.ends_with("broken.jpg")),
+            "{}: {listed:?}",
+            location.display()
+        );
+    }
+
+    // A re-run lists nothing the collection holds (at most the failed file, retried when it
+    // failed within its modification's second) and adds nothing twice.
+    let (summary, _) = run_job(&sb, &spark, &dir, by_spark);
+    assert!(summary["listed"].as_u64().unwrap() <= 1, "{summary}");
+    assert_eq!(summary["added"], json!(0), "{summary}");
+    assert_eq!(status_of(by_spark), (images, failures));
 }
