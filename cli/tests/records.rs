@@ -2,7 +2,6 @@
 //! folder: the same records, vectors bit for bit, metadata, failures and query results; import
 //! idempotent; another model's records refused.
 
-use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
@@ -10,9 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 
 use serde_json::Value;
-use xsearch_index::{FileStamp, ImageMeta, Reader};
+use xsearch_index::Reader;
 
 mod common;
+use common::held::held;
 use common::{json_lines, stderr, stdout, Sandbox, SHAPES};
 
 const META: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/meta");
@@ -36,33 +36,6 @@ fn pipe(sb: &Sandbox, index: &Path, args: &[&str], input: &[u8]) -> Output {
     let out = child.wait_with_output().unwrap();
     writer.join().unwrap().unwrap();
     out
-}
-
-/// Everything an index holds of its images, by path: stamp, vector bits, metadata; and its
-/// failures.
-type Held = (
-    BTreeMap<Vec<u8>, (FileStamp, Vec<u32>, Option<ImageMeta>)>,
-    BTreeMap<Vec<u8>, String>,
-);
-
-fn held(index: &Path) -> Held {
-    let reader = Reader::open(index).unwrap();
-    let images = reader
-        .images()
-        .iter()
-        .map(|(key, record)| {
-            let vector = reader.images().vector(record.id).unwrap();
-            let bits = vector.iter().map(|x| x.to_bits()).collect();
-            let meta = reader.images().meta_of(record.id).cloned();
-            (key.to_vec(), (record.file.clone().unwrap(), bits, meta))
-        })
-        .collect();
-    let failures = reader
-        .failures()
-        .iter()
-        .map(|(key, failure)| (key.clone(), failure.reason.clone()))
-        .collect();
-    (images, failures)
 }
 
 /// A library with what ingest must carry across: shapes photos, EXIF with camera, offset and

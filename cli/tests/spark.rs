@@ -7,18 +7,17 @@
 //! environment, `.ci/run` installs pyspark 4.3.0 there) or on the PATH. Without them the test
 //! skips loudly, and fails under `CI=true`.
 
-use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::{json, Value};
-use xsearch_index::{FileStamp, ImageMeta, Reader};
 
 mod common;
 #[path = "../../tests/common/milvus.rs"]
 mod milvus;
+use common::held::held;
 use common::{skip, stderr, stdout, Sandbox, SHAPES};
 
 const META: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/meta");
@@ -95,30 +94,6 @@ fn run_job(sb: &Sandbox, spark: &(PathBuf, PathBuf), dir: &Path, index: &Path) -
     (summary, out.status.code().unwrap())
 }
 
-type Held = (
-    BTreeMap<Vec<u8>, (FileStamp, Vec<f32>, Option<ImageMeta>)>,
-    BTreeMap<Vec<u8>, String>,
-);
-
-fn held(index: &Path) -> Held {
-    let reader = Reader::open(index).unwrap();
-    let images = reader
-        .images()
-        .iter()
-        .map(|(key, record)| {
-            let vector = reader.images().vector(record.id).unwrap().to_vec();
-            let meta = reader.images().meta_of(record.id).cloned();
-            (key.to_vec(), (record.file.clone().unwrap(), vector, meta))
-        })
-        .collect();
-    let failures = reader
-        .failures()
-        .iter()
-        .map(|(key, failure)| (key.clone(), failure.reason.clone()))
-        .collect();
-    (images, failures)
-}
-
 /// The top 5 paths for `text` with their scores rounded to 5 places: the vectors of the job and
 /// of `xsearch index` may differ in the last bit (see the directory test).
 fn query_scored(sb: &Sandbox, index: &Path, text: &str) -> Vec<(String, String)> {
@@ -142,17 +117,8 @@ fn query_scored(sb: &Sandbox, index: &Path, text: &str) -> Vec<(String, String)>
 }
 
 fn query(sb: &Sandbox, index: &Path, text: &str) -> Vec<String> {
-    let out = sb
-        .command(SHAPES)
-        .env("XSEARCH_INDEX", index)
-        .args(["query", "--json", "-k", "5", text])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    common::json_lines(&out)
-        .iter()
-        .map(|hit| hit["path"].as_str().unwrap().to_owned())
-        .collect()
+    let hits = query_scored(sb, index, text);
+    hits.into_iter().map(|(path, _)| path).collect()
 }
 
 #[test]
@@ -202,7 +168,7 @@ fn the_spark_job_in_local_mode_indexes_a_folder_as_xsearch_index_does() {
         let worst = vector
             .iter()
             .zip(index_vector)
-            .map(|(a, b)| (a - b).abs())
+            .map(|(a, b)| (f32::from_bits(*a) - f32::from_bits(*b)).abs())
             .fold(0f32, f32::max);
         assert!(worst <= 1e-6, "{}: {worst}", String::from_utf8_lossy(key));
     }

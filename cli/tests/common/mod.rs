@@ -8,6 +8,7 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+pub mod held;
 #[path = "../../../tests/common/skip.rs"]
 pub mod skip;
 
