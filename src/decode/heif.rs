@@ -29,7 +29,7 @@ use std::sync::OnceLock;
 use image::{DynamicImage, RgbImage, RgbaImage};
 use libloading::Library;
 
-use super::{DecodeError, DecodeLimits};
+use super::{dylib, DecodeError, DecodeLimits};
 
 /// The two families libheif reads, for messages: which codec plugin a file needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,6 +185,9 @@ const MIN_VERSION: (c_int, c_int) = (1, 12);
 
 /// Where libheif may be: the dynamic loader's search first, then Homebrew's prefixes, which
 /// the macOS loader does not search.
+/// The library, as errors name it.
+const LIBRARY: &str = "libheif";
+
 const CANDIDATES: &[&str] = if cfg!(target_os = "macos") {
     &[
         "libheif.1.dylib",
@@ -212,18 +215,14 @@ impl Api {
     }
 
     fn load() -> Result<Api, String> {
-        // SAFETY: loading libheif runs its initialisers, which have no preconditions.
-        let library = CANDIDATES
-            .iter()
-            .find_map(|name| unsafe { Library::new(name) }.ok())
-            .ok_or_else(|| "libheif is not installed".to_owned())?;
+        let library = dylib::open_first(CANDIDATES, LIBRARY)?;
         // SAFETY (every `sym` below): each name is looked up with the signature `heif.h`
         // gives it, and the library outlives the copied pointers (both live in `API`).
         unsafe {
             let major: unsafe extern "C" fn() -> c_int =
-                sym(&library, b"heif_get_version_number_major\0")?;
+                dylib::sym(&library, LIBRARY, b"heif_get_version_number_major\0")?;
             let minor: unsafe extern "C" fn() -> c_int =
-                sym(&library, b"heif_get_version_number_minor\0")?;
+                dylib::sym(&library, LIBRARY, b"heif_get_version_number_minor\0")?;
             let version = (major(), minor());
             if version < MIN_VERSION {
                 return Err(format!(
@@ -233,57 +232,69 @@ impl Api {
             }
             // heif_init (1.13+) loads the codec plugins of libheif builds that have them; older
             // versions initialise themselves. Its reference is held for the whole process.
-            if let Ok(init) =
-                sym::<unsafe extern "C" fn(*mut c_void) -> RawError>(&library, b"heif_init\0")
-            {
+            if let Ok(init) = dylib::sym::<unsafe extern "C" fn(*mut c_void) -> RawError>(
+                &library,
+                LIBRARY,
+                b"heif_init\0",
+            ) {
                 let error = init(ptr::null_mut());
                 if error.code != 0 {
                     return Err(format!("heif_init failed: {}", message(&error)));
                 }
             }
             Ok(Api {
-                context_alloc: sym(&library, b"heif_context_alloc\0")?,
-                context_free: sym(&library, b"heif_context_free\0")?,
-                read_from_memory_without_copy: sym(
+                context_alloc: dylib::sym(&library, LIBRARY, b"heif_context_alloc\0")?,
+                context_free: dylib::sym(&library, LIBRARY, b"heif_context_free\0")?,
+                read_from_memory_without_copy: dylib::sym(
                     &library,
+                    LIBRARY,
                     b"heif_context_read_from_memory_without_copy\0",
                 )?,
-                set_maximum_image_size_limit: sym(
+                set_maximum_image_size_limit: dylib::sym(
                     &library,
+                    LIBRARY,
                     b"heif_context_set_maximum_image_size_limit\0",
                 )?,
-                get_primary_image_handle: sym(
+                get_primary_image_handle: dylib::sym(
                     &library,
+                    LIBRARY,
                     b"heif_context_get_primary_image_handle\0",
                 )?,
-                handle_release: sym(&library, b"heif_image_handle_release\0")?,
-                handle_get_width: sym(&library, b"heif_image_handle_get_width\0")?,
-                handle_get_height: sym(&library, b"heif_image_handle_get_height\0")?,
-                handle_has_alpha_channel: sym(&library, b"heif_image_handle_has_alpha_channel\0")?,
-                decoding_options_alloc: sym(&library, b"heif_decoding_options_alloc\0")?,
-                decoding_options_free: sym(&library, b"heif_decoding_options_free\0")?,
-                decode_image: sym(&library, b"heif_decode_image\0")?,
-                image_get_width: sym(&library, b"heif_image_get_width\0")?,
-                image_get_height: sym(&library, b"heif_image_get_height\0")?,
-                image_get_plane_readonly: sym(&library, b"heif_image_get_plane_readonly\0")?,
-                image_release: sym(&library, b"heif_image_release\0")?,
+                handle_release: dylib::sym(&library, LIBRARY, b"heif_image_handle_release\0")?,
+                handle_get_width: dylib::sym(&library, LIBRARY, b"heif_image_handle_get_width\0")?,
+                handle_get_height: dylib::sym(
+                    &library,
+                    LIBRARY,
+                    b"heif_image_handle_get_height\0",
+                )?,
+                handle_has_alpha_channel: dylib::sym(
+                    &library,
+                    LIBRARY,
+                    b"heif_image_handle_has_alpha_channel\0",
+                )?,
+                decoding_options_alloc: dylib::sym(
+                    &library,
+                    LIBRARY,
+                    b"heif_decoding_options_alloc\0",
+                )?,
+                decoding_options_free: dylib::sym(
+                    &library,
+                    LIBRARY,
+                    b"heif_decoding_options_free\0",
+                )?,
+                decode_image: dylib::sym(&library, LIBRARY, b"heif_decode_image\0")?,
+                image_get_width: dylib::sym(&library, LIBRARY, b"heif_image_get_width\0")?,
+                image_get_height: dylib::sym(&library, LIBRARY, b"heif_image_get_height\0")?,
+                image_get_plane_readonly: dylib::sym(
+                    &library,
+                    LIBRARY,
+                    b"heif_image_get_plane_readonly\0",
+                )?,
+                image_release: dylib::sym(&library, LIBRARY, b"heif_image_release\0")?,
                 _library: library,
             })
         }
     }
-}
-
-/// A function pointer copied out of `library`.
-///
-/// # Safety
-/// `T` must be the symbol's real type, and the pointer must not outlive `library`.
-unsafe fn sym<T: Copy>(library: &Library, name: &[u8]) -> Result<T, String> {
-    unsafe { library.get::<T>(name) }
-        .map(|symbol| *symbol)
-        .map_err(|_| {
-            let name = String::from_utf8_lossy(&name[..name.len() - 1]);
-            format!("the libheif found lacks `{name}`")
-        })
 }
 
 fn message(error: &RawError) -> String {

@@ -40,6 +40,7 @@
 
 mod bmp;
 mod contain;
+mod dylib;
 mod error;
 pub mod format;
 mod heif;

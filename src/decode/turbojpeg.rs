@@ -24,11 +24,12 @@
 //!   once. libjpeg's error handling `longjmp`s only within the library (TurboJPEG installs
 //!   its own handler); nothing unwinds through Rust frames, and the library never prints.
 
-use std::ffi::{c_int, c_ulong, c_void, CStr};
+use std::ffi::{c_int, c_ulong, c_void};
 use std::sync::OnceLock;
 
 use libloading::Library;
 
+use super::dylib;
 use super::jpeg::scaled_len;
 use super::limits::DecodeLimits;
 
@@ -111,6 +112,9 @@ const TJFLAG_LIMITSCANS: c_int = 32_768;
 
 /// Where libturbojpeg may be: the dynamic loader's search first, then Homebrew's prefixes,
 /// which the macOS loader does not search.
+/// The library, as errors name it.
+const LIBRARY: &str = "libturbojpeg";
+
 const CANDIDATES: &[&str] = if cfg!(target_os = "macos") {
     &[
         "libturbojpeg.0.dylib",
@@ -167,36 +171,19 @@ impl Api {
         if std::env::var_os(DISABLE_VAR).is_some_and(|v| v == "0") {
             return Err(format!("libturbojpeg is turned off by {DISABLE_VAR}=0"));
         }
-        // SAFETY: loading libturbojpeg runs no initialisers with preconditions.
-        let library = CANDIDATES
-            .iter()
-            .find_map(|name| unsafe { Library::new(name) }.ok())
-            .ok_or_else(|| "libturbojpeg is not installed".to_owned())?;
+        let library = dylib::open_first(CANDIDATES, LIBRARY)?;
         // SAFETY (every `sym` below): each name is looked up with the signature `turbojpeg.h`
         // gives it, and the library outlives the copied pointers (both live in `API`).
         unsafe {
             Ok(Api {
-                init_decompress: sym(&library, b"tjInitDecompress\0")?,
-                destroy: sym(&library, b"tjDestroy\0")?,
-                decompress_header: sym(&library, b"tjDecompressHeader3\0")?,
-                decompress: sym(&library, b"tjDecompress2\0")?,
+                init_decompress: dylib::sym(&library, LIBRARY, b"tjInitDecompress\0")?,
+                destroy: dylib::sym(&library, LIBRARY, b"tjDestroy\0")?,
+                decompress_header: dylib::sym(&library, LIBRARY, b"tjDecompressHeader3\0")?,
+                decompress: dylib::sym(&library, LIBRARY, b"tjDecompress2\0")?,
                 _library: library,
             })
         }
     }
-}
-
-/// A function pointer copied out of `library`.
-///
-/// # Safety
-/// `T` must be the symbol's real type, and the pointer must not outlive `library`.
-unsafe fn sym<T: Copy>(library: &Library, name: &[u8]) -> Result<T, String> {
-    unsafe { library.get::<T>(name) }
-        .map(|symbol| *symbol)
-        .map_err(|_| {
-            let name = CStr::from_bytes_with_nul(name).map_or("?".into(), CStr::to_string_lossy);
-            format!("the libturbojpeg found lacks `{name}`")
-        })
 }
 
 /// What `tjDecompressHeader3` says of a file.
