@@ -86,6 +86,26 @@ impl Client {
             .map_err(|err| self.error(what, err))
     }
 
+    /// Upserts whole rows into `collection` (`what`, for the error).
+    fn upsert(
+        &self,
+        collection: &str,
+        rows: Vec<serde_json::Value>,
+        what: &str,
+    ) -> Result<(), IndexError> {
+        let insert = InsertRequest::builder()
+            .collection_name(collection)
+            .rows(rows)
+            .build()
+            .map_err(validation)?;
+        let upsert = UpsertRequest::builder()
+            .insert(insert)
+            .build()
+            .map_err(validation)?;
+        self.call(what, self.client.upsert(upsert))?;
+        Ok(())
+    }
+
     fn error(&self, what: &str, err: impl std::fmt::Display) -> IndexError {
         IndexError::Milvus {
             url: self.url.clone(),
@@ -369,21 +389,8 @@ impl MilvusRecords {
         if rows.is_empty() {
             return Ok(());
         }
-        let insert = InsertRequest::builder()
-            .collection_name(&self.name)
-            .rows(rows)
-            .build()
-            .map_err(validation)?;
-        self.client.call(
-            &format!("write to {}", self.name),
-            self.client.client.upsert(
-                UpsertRequest::builder()
-                    .insert(insert)
-                    .build()
-                    .map_err(validation)?,
-            ),
-        )?;
-        Ok(())
+        self.client
+            .upsert(&self.name, rows, &format!("write to {}", self.name))
     }
 
     fn delete(&self, filter: String) -> Result<(), IndexError> {
@@ -601,26 +608,14 @@ impl Backend for Milvus {
         let time_s = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let insert = InsertRequest::builder()
-            .collection_name(&self.failures)
-            .rows(vec![json!({
-                "key": key,
-                "reason": reason,
-                "time_s": time_s as i64,
-                "vector": [0.0, 0.0],
-            })])
-            .build()
-            .map_err(validation)?;
-        self.client.call(
-            "record a failure",
-            self.client.client.upsert(
-                UpsertRequest::builder()
-                    .insert(insert)
-                    .build()
-                    .map_err(validation)?,
-            ),
-        )?;
-        Ok(())
+        let row = json!({
+            "key": key,
+            "reason": reason,
+            "time_s": time_s as i64,
+            "vector": [0.0, 0.0],
+        });
+        self.client
+            .upsert(&self.failures, vec![row], "record a failure")
     }
 
     fn clear_failure(&self, key: &[u8]) -> Result<bool, IndexError> {
