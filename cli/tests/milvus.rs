@@ -118,3 +118,38 @@ fn a_milvus_location_without_a_server_says_so() {
         stderr(&out)
     );
 }
+
+#[test]
+fn writers_opening_a_new_collection_at_once_all_finish() {
+    let Some(server) = milvus::MilvusLite::start(common::skip::skip_or_fail) else {
+        return;
+    };
+    let sb = Sandbox::new();
+    // Spark tasks or several machines start on a new collection together: each finds it
+    // missing and creates it, and Milvus refuses all but one of them.
+    let folders: Vec<_> = (0..4)
+        .map(|n| sb.photos(&format!("photos{n}"), 3, 20 + n as u64).0)
+        .collect();
+    for round in 0..3 {
+        let url = server.url(&format!("race{round}"));
+        let writers: Vec<_> = folders
+            .iter()
+            .map(|folder| {
+                sb.command(SHAPES)
+                    .env("XSEARCH_INDEX", &url)
+                    .args(["index".as_ref(), "--json".as_ref(), folder.as_os_str()])
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for writer in writers {
+            let out = writer.wait_with_output().unwrap();
+            assert!(out.status.success(), "round {round}: {}", stderr(&out));
+            assert_eq!(json_lines(&out)[0]["added"], 3, "round {round}");
+        }
+        let status = ok_json(&sb, Path::new(&url), &["status", "--json"]);
+        assert_eq!(status[0]["images"], 12, "round {round}");
+    }
+}

@@ -10,7 +10,7 @@
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
 use serde_json::{json, Value};
 
@@ -61,10 +61,9 @@ fn spark() -> Option<(PathBuf, PathBuf)> {
     Some((bin.join("spark-submit"), python))
 }
 
-/// Runs the job over `dir` into `index` (a directory or a `milvus://` location) in `local[2]`;
-/// its summary line and exit status.
-fn run_job(sb: &Sandbox, spark: &(PathBuf, PathBuf), dir: &Path, index: &Path) -> (Value, i32) {
-    let out = Command::new(&spark.0)
+/// Runs the job over `dir` into `index` (a directory or a `milvus://` location) in `local[2]`.
+fn job(sb: &Sandbox, spark: &(PathBuf, PathBuf), dir: &Path, index: &Path) -> Output {
+    Command::new(&spark.0)
         .env("SPARK_LOCAL_IP", "127.0.0.1")
         .env("PYSPARK_PYTHON", &spark.1)
         .env("TZ", common::ZONE)
@@ -86,7 +85,12 @@ fn run_job(sb: &Sandbox, spark: &(PathBuf, PathBuf), dir: &Path, index: &Path) -
             env!("CARGO_BIN_EXE_xsearch"),
         ])
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+/// Runs the job (see [`job`]); its summary line and exit status.
+fn run_job(sb: &Sandbox, spark: &(PathBuf, PathBuf), dir: &Path, index: &Path) -> (Value, i32) {
+    let out = job(sb, spark, dir, index);
     let summary = stdout(&out).lines().last().map(|line| {
         serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}\n{}", stderr(&out)))
     });
@@ -263,4 +267,33 @@ fn the_spark_job_into_milvus_holds_what_xsearch_index_into_milvus_holds() {
     assert!(summary["listed"].as_u64().unwrap() <= 1, "{summary}");
     assert_eq!(summary["added"], json!(0), "{summary}");
     assert_eq!(status_of(by_spark), (images, failures));
+}
+
+#[test]
+fn the_spark_job_fails_with_xsearchs_error() {
+    let Some(spark) = spark() else { return };
+    let sb = Sandbox::new();
+    let (dir, _) = sb.photos("photos", 2, 7);
+    // A folder of other files is not an index: xsearch exits with 2, as it does when some
+    // files were skipped, and the job must not take that for a run that found nothing.
+    let notes = sb.path("notes");
+    std::fs::create_dir(&notes).unwrap();
+    std::fs::write(notes.join("todo.txt"), "milk").unwrap();
+    let out = job(&sb, &spark, &dir, &notes);
+    // spark-submit passes the driver's stderr on as its stdout.
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains(&format!(
+            "xsearch_spark.py: xsearch index --dry-run exited with 2: xsearch: {}: not an xsearch index",
+            notes.display()
+        )),
+        "{said}"
+    );
+    assert!(!said.contains("\"listed\""), "no summary: {said}");
+    assert_eq!(
+        std::fs::read_dir(&notes).unwrap().count(),
+        1,
+        "the folder is left alone"
+    );
 }

@@ -41,8 +41,9 @@ import threading
 import time
 import uuid
 
-# Exit statuses of the xsearch commands that still mean the work was done: 0, 1 (nothing to
-# do) and 2 (some files skipped, each named and recorded).
+# Exit statuses of the xsearch commands that may mean the work was done: 0, 1 (nothing to
+# do) and 2, which is also an error's status: 2 counts as done only where the output proves the
+# run finished (a summary line that accounts for every path).
 DONE = (0, 1, 2)
 
 
@@ -76,10 +77,30 @@ def xsearch(binary, location, model, *args):
     return [binary, "--index", location, "--model", model, *args]
 
 
-def check(what, returncode, stderr):
-    if returncode not in DONE:
-        message = stderr.decode("utf-8", "replace").strip()
-        raise RuntimeError(f"xsearch {what} exited with {returncode}: {message}")
+def check(what, returncode, stderr, done=DONE):
+    if returncode not in done:
+        fail(what, f"exited with {returncode}", stderr)
+
+
+class XsearchFailed(RuntimeError):
+    """An xsearch command failed; its message ends with what xsearch said."""
+
+
+def fail(what, why, stderr):
+    message = stderr.decode("utf-8", "replace").strip()
+    raise XsearchFailed(f"xsearch {what} {why}: {message}")
+
+
+def import_summary(what, out, stderr, records):
+    """The summary line of an `xsearch import` run that read `records` lines; an error if it
+    printed none (an error ends it without one) or read fewer (the embedding stopped early)."""
+    lines = out.splitlines()
+    if not lines:
+        fail(what, "printed no summary", stderr)
+    summary = json.loads(lines[-1])
+    if summary["records"] != records:
+        fail(what, f"read {summary['records']} of {records} records", stderr)
+    return summary
 
 
 def pending_paths(args):
@@ -87,7 +108,8 @@ def pending_paths(args):
     command = xsearch(args.xsearch, args.index, args.model,
                       "index", "--dry-run", "--json", "--quiet", *args.dirs)
     run = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
-    check("index --dry-run", run.returncode, run.stderr)
+    # A dry run never skips a file: its 2 is an error.
+    check("index --dry-run", run.returncode, run.stderr, done=(0, 1))
     paths = []
     for line in run.stdout.splitlines():
         item = json.loads(line)
@@ -142,14 +164,16 @@ def import_task(binary, location, model, threads):
             importer.stdin.close()
             out = importer.stdout.read()
             err.seek(0)
-            check("import", importer.wait(), err.read())
-        yield json.loads(out.splitlines()[-1])
+            stderr = err.read()
+            check("import", importer.wait(), stderr)
+        yield import_summary("import", out, stderr, len(paths))
     return run
 
 
 def stage_task(binary, model, threads, stage):
     """A task that embeds its partition into a part file of the staging folder, written under a
-    temporary name and renamed when whole, so the driver never reads half a part."""
+    temporary name and renamed when whole, so the driver never reads half a part. Yields the
+    part's name and how many paths it holds records of."""
     def run(index, paths):
         paths = list(paths)
         if not paths:
@@ -159,19 +183,19 @@ def stage_task(binary, model, threads, stage):
         with open(partial, "wb") as out:
             embed_partition(binary, model, threads, paths, out)
         os.rename(partial, os.path.join(stage, name))
-        yield name
+        yield name, len(paths)
     return run
 
 
 def import_parts(args, stage, parts):
     """Imports the staged part files into the index directory, one writer, then deletes them."""
     summaries = []
-    for name in sorted(parts):
+    for name, records in sorted(parts):
         path = os.path.join(stage, name)
         command = xsearch(args.xsearch, args.index, args.model, "--json", "--quiet", "import", path)
         run = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
         check("import", run.returncode, run.stderr)
-        summaries.append(json.loads(run.stdout.splitlines()[-1]))
+        summaries.append(import_summary("import", run.stdout, run.stderr, records))
         os.remove(path)
     return summaries
 
@@ -210,4 +234,9 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except XsearchFailed as err:
+        # In the driver: said plainly. A task's failure reaches here as Spark's own report.
+        print(f"xsearch_spark.py: {err}", file=sys.stderr)
+        sys.exit(2)

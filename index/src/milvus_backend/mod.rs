@@ -31,7 +31,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use milvus::v2::prelude::{
     ClientV2, CollectionSchema, ConnectConfig, ConsistencyLevel, CreateCollectionRequest, DataType,
@@ -61,6 +61,8 @@ const MAX_VARCHAR: u32 = 65_535;
 const PAGE: usize = 4_096;
 /// How long connecting may take before the server is declared absent.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a refused creation waits for the collection another writer is creating.
+const CREATE_WAIT: Duration = Duration::from_secs(30);
 /// HNSW parameters of the vector index: those of the embedded index ([`crate::HnswParams`]).
 const HNSW_M: usize = 16;
 const HNSW_EF_CONSTRUCTION: usize = 150;
@@ -154,11 +156,11 @@ impl Milvus {
             (Some(info), _) => info,
             (None, Some((spec, Some(source)))) => {
                 create_collections(&client, url, spec, source)?;
-                Info {
-                    fingerprint: spec.model.clone(),
-                    dim: spec.dim,
-                    model_source: Some(source.to_string()),
-                }
+                // Read back: when another writer made it first, maybe for another model, its
+                // record of the model is the one that counts.
+                read_info(&client, url)?.ok_or_else(|| IndexError::NoCollection {
+                    url: url.to_string(),
+                })?
             }
             (None, _) => {
                 return Err(IndexError::NoCollection {
@@ -789,16 +791,7 @@ fn failures_name(url: &MilvusUrl) -> String {
 
 /// The model the image collection records; `None` when it does not exist.
 fn read_info(client: &Client, url: &MilvusUrl) -> Result<Option<Info>, IndexError> {
-    let exists = client.call(
-        "list its collections",
-        client.client.has_collection(
-            HasCollectionRequest::builder()
-                .collection_name(&url.collection)
-                .build()
-                .map_err(validation)?,
-        ),
-    )?;
-    if !exists.exists() {
+    if !has_collection(client, &url.collection)? {
         return Ok(None);
     }
     let described = client.call(
@@ -869,16 +862,7 @@ fn create(
     dim: usize,
     properties: HashMap<String, String>,
 ) -> Result<(), IndexError> {
-    let exists = client.call(
-        "list its collections",
-        client.client.has_collection(
-            HasCollectionRequest::builder()
-                .collection_name(name)
-                .build()
-                .map_err(validation)?,
-        ),
-    )?;
-    if exists.exists() {
+    if has_collection(client, name)? {
         return Ok(());
     }
     // A tiny vector (the failures' placeholder) gains nothing from a graph.
@@ -900,7 +884,7 @@ fn create(
                 ),
             ]))
     };
-    client.call(
+    let created = client.call(
         &format!("create the collection {name}"),
         client.client.create_collection(
             CreateCollectionRequest::builder()
@@ -912,7 +896,36 @@ fn create(
                 .build()
                 .map_err(validation)?,
         ),
-    )
+    );
+    match created {
+        // Another writer is making it (several machines or Spark tasks opening a new index at
+        // once): theirs is made by the same code. Milvus may refuse ours before it lists
+        // theirs, so wait for it to appear.
+        Err(err) => {
+            let started = Instant::now();
+            while started.elapsed() < CREATE_WAIT {
+                if has_collection(client, name)? {
+                    return Ok(());
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(err)
+        }
+        created => created,
+    }
+}
+
+fn has_collection(client: &Client, name: &str) -> Result<bool, IndexError> {
+    let exists = client.call(
+        "list its collections",
+        client.client.has_collection(
+            HasCollectionRequest::builder()
+                .collection_name(name)
+                .build()
+                .map_err(validation)?,
+        ),
+    )?;
+    Ok(exists.exists())
 }
 
 fn field(name: &str, data_type: DataType) -> FieldSchema {
