@@ -121,7 +121,7 @@ fn main() -> Result<()> {
     let n = queries.len() as f64;
     for (name, times, recall) in [
         ("embedded", &mut local, local_recall / n),
-        ("milvus-lite", &mut milvus, milvus_recall / n),
+        ("milvus", &mut milvus, milvus_recall / n),
     ] {
         times.sort();
         let at =

@@ -99,7 +99,7 @@ pub use error::IndexError;
 pub use graphs::tail::ClampedDot;
 pub use ids::IdSet;
 pub use index::Index;
-pub use location::{Location, MilvusUrl};
+pub use location::{Consistency, Location, MilvusUrl};
 pub use meta_table::{CameraId, MetaFields, MetaTable};
 #[cfg(feature = "milvus")]
 pub use milvus_backend::{Milvus, MilvusRecords};

@@ -30,6 +30,21 @@ pub struct MilvusUrl {
     /// The image collection's name; the texts live in `<name>_texts`, the failures in
     /// `<name>_failures`.
     pub collection: String,
+    /// How searches and lookups of results wait for recent writes (`?consistency=`).
+    pub consistency: Consistency,
+}
+
+/// How a search through Milvus sees writes. Reads that decide what an index run writes are
+/// strong whatever this says.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Consistency {
+    /// Every acknowledged write is seen. Milvus makes a search wait for the next time tick of
+    /// its write log for that: ~200 ms on a standalone server (`BENCHMARKS.md`).
+    #[default]
+    Strong,
+    /// Writes older than Milvus's graceful time (`common.gracefulTime`, 5 s by default) are
+    /// seen, newer ones may not be yet; a search does not wait.
+    Bounded,
 }
 
 /// The longest collection name: Milvus allows 255 characters, and the text collection adds
@@ -66,6 +81,20 @@ impl MilvusUrl {
         let (authority, collection) = rest
             .split_once('/')
             .ok_or_else(|| bad("it names no collection after the port"))?;
+        let (collection, options) = collection.split_once('?').unwrap_or((collection, ""));
+        let mut consistency = Consistency::default();
+        for option in options.split('&').filter(|o| !o.is_empty()) {
+            consistency = match option {
+                "consistency=strong" => Consistency::Strong,
+                "consistency=bounded" => Consistency::Bounded,
+                _ => {
+                    return Err(bad(&format!(
+                        "`{option}` is not an option; the one option is \
+                         `?consistency=strong` (the default) or `?consistency=bounded`"
+                    )))
+                }
+            };
+        }
         if authority.contains('@') {
             return Err(bad(
                 "credentials do not belong in the URL; set XSEARCH_MILVUS_TOKEN instead",
@@ -100,6 +129,7 @@ impl MilvusUrl {
             host: host.to_string(),
             port,
             collection: collection.to_string(),
+            consistency,
         })
     }
 
@@ -122,7 +152,11 @@ impl std::fmt::Display for MilvusUrl {
             f,
             "{scheme}://{}:{}/{}",
             self.host, self.port, self.collection
-        )
+        )?;
+        match self.consistency {
+            Consistency::Strong => Ok(()),
+            Consistency::Bounded => f.write_str("?consistency=bounded"),
+        }
     }
 }
 
@@ -147,7 +181,8 @@ mod tests {
                 tls: false,
                 host: "127.0.0.1".into(),
                 port: 19530,
-                collection: "photos".into()
+                collection: "photos".into(),
+                consistency: Consistency::Strong,
             }
         );
         assert_eq!(plain.endpoint(), "http://127.0.0.1:19530");
@@ -156,6 +191,22 @@ mod tests {
         assert!(tls.tls);
         assert_eq!(tls.endpoint(), "https://db.example:443");
         assert_eq!(tls.to_string(), "milvus+tls://db.example:443/_team_1");
+    }
+
+    #[test]
+    fn consistency_is_an_option_of_the_url() {
+        let bounded = url("milvus://h:1/photos?consistency=bounded").unwrap();
+        assert_eq!(
+            (bounded.collection.as_str(), bounded.consistency),
+            ("photos", Consistency::Bounded)
+        );
+        assert_eq!(
+            bounded.to_string(),
+            "milvus://h:1/photos?consistency=bounded"
+        );
+        let strong = url("milvus://h:1/photos?consistency=strong").unwrap();
+        assert_eq!(strong.consistency, Consistency::Strong);
+        assert_eq!(strong.to_string(), "milvus://h:1/photos");
     }
 
     #[test]
@@ -178,6 +229,14 @@ mod tests {
             ("milvus://u:p@host:19530/photos", "XSEARCH_MILVUS_TOKEN"),
             ("milvus://host:19530/9lives", "must start with a letter"),
             ("milvus://host:19530/a-b", "must start with a letter"),
+            (
+                "milvus://host:19530/p?consistency=eventual",
+                "`consistency=eventual` is not",
+            ),
+            (
+                "milvus://host:19530/p?ef=64",
+                "the one option is `?consistency=strong`",
+            ),
         ];
         for (text, why) in cases {
             let err = url(text).unwrap_err();

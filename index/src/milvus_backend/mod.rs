@@ -43,7 +43,7 @@ use serde_json::json;
 
 use crate::backend::{Backend, RecordIter, Records};
 use crate::conditions::Conditions;
-use crate::location::MilvusUrl;
+use crate::location::{Consistency, MilvusUrl};
 use crate::remote::{Part, Remote};
 use crate::types::{Entry, Failure, FileStamp, Hit, ImageMeta, IndexSpec, Record};
 use crate::{Id, IndexError};
@@ -74,6 +74,9 @@ struct Client {
     url: String,
     runtime: tokio::runtime::Runtime,
     client: ClientV2,
+    /// The consistency of searches and of the lookups that read their results (the URL's
+    /// `?consistency=`); the reads that decide what an index run writes are always strong.
+    searches: ConsistencyLevel,
 }
 
 impl Client {
@@ -211,7 +214,7 @@ impl MilvusRecords {
                 QueryRequest::builder()
                     .collection_name(&self.name)
                     .output_fields(["count(*)"])
-                    .consistency_level(ConsistencyLevel::Strong)
+                    .consistency_level(self.client.searches)
                     .build()
                     .map_err(validation)?,
             ),
@@ -261,7 +264,7 @@ impl MilvusRecords {
                 "ef".to_string(),
                 EF_SEARCH.max(k).to_string(),
             )]))
-            .consistency_level(ConsistencyLevel::Strong);
+            .consistency_level(self.client.searches);
         if let Some(filter) = filter {
             request = request.filter(filter);
         }
@@ -279,7 +282,13 @@ impl MilvusRecords {
                 score: row.get_f32("score")?,
             })
         };
-        for result in response.results() {
+        for result in response.results().iter() {
+            // Milvus before 2.4 (2.3.5 standalone) does not name the primary key in a search
+            // result, which the client needs to make rows: it is our `id`.
+            let mut result = result.clone();
+            if result.get_primary_field_name().is_empty() {
+                result.set_primary_field_name("id");
+            }
             let rows = result
                 .rows()
                 .map_err(|e| self.client.error("read a search result", e))?;
@@ -292,15 +301,20 @@ impl MilvusRecords {
 
     /// The key of the record `id`.
     pub fn key(&self, id: Id) -> Result<Option<Vec<u8>>, IndexError> {
-        let rows = self.query(&format!("id == {}", id as i64), &["key"], Some(1), |row| {
-            Ok(row.get_str("key")?.as_bytes().to_vec())
-        })?;
+        let rows = self.query(
+            self.client.searches,
+            &format!("id == {}", id as i64),
+            &["key"],
+            Some(1),
+            |row| Ok(row.get_str("key")?.as_bytes().to_vec()),
+        )?;
         Ok(rows.into_iter().next())
     }
 
     /// The vector of the record `id`.
     pub fn vector(&self, id: Id) -> Result<Option<Vec<f32>>, IndexError> {
         let rows = self.query(
+            self.client.searches,
             &format!("id == {}", id as i64),
             &["vector"],
             Some(1),
@@ -312,6 +326,7 @@ impl MilvusRecords {
     /// The metadata of the record `id`, if it has some.
     pub fn meta_of(&self, id: Id) -> Result<Option<ImageMeta>, IndexError> {
         let rows = self.query(
+            self.client.searches,
             &format!("id == {} and has_meta == true", id as i64),
             &["meta"],
             Some(1),
@@ -328,15 +343,17 @@ impl MilvusRecords {
             .transpose()
     }
 
-    /// The rows `filter` selects, each read by `read`, all pages of them (or `limit`).
+    /// The rows `filter` selects at consistency `level`, each read by `read`, all pages of
+    /// them (or `limit`).
     fn query<T>(
         &self,
+        level: ConsistencyLevel,
         filter: &str,
         fields: &[&str],
         limit: Option<usize>,
         read: impl Fn(&ResultRow<'_>) -> Result<T, milvus::v2::error::Error>,
     ) -> Result<Vec<T>, IndexError> {
-        query_rows(&self.client, &self.name, filter, fields, limit, read)
+        query_rows(&self.client, &self.name, level, filter, fields, limit, read)
     }
 
     /// `bytes` as the UTF-8 text Milvus stores; a key that is not UTF-8 (a path with invalid
@@ -468,7 +485,9 @@ impl Records for MilvusRecords {
             .map(|key| self.text(key))
             .collect::<Result<Vec<_>, _>>()?;
         let filter = expr::in_list("key", keys);
-        let present = self.query(&filter, &["id"], None, |row| row.get_i64("id"))?;
+        let present = self.query(ConsistencyLevel::Strong, &filter, &["id"], None, |row| {
+            row.get_i64("id")
+        })?;
         if !present.is_empty() {
             self.delete(filter)?;
         }
@@ -487,6 +506,7 @@ impl Records for MilvusRecords {
             .collect();
         let ids: Vec<String> = metas.keys().map(i64::to_string).collect();
         let stored = self.query(
+            ConsistencyLevel::Strong,
             &format!("id in [{}]", ids.join(",")),
             &["id", "key", "size", "mtime_ns", "hash", "vector"],
             None,
@@ -512,6 +532,7 @@ impl Records for MilvusRecords {
 
     fn has_meta(&self, id: Id) -> Result<bool, IndexError> {
         let rows = self.query(
+            ConsistencyLevel::Strong,
             &format!("id == {}", id as i64),
             &["has_meta"],
             Some(1),
@@ -522,18 +543,30 @@ impl Records for MilvusRecords {
 
     fn get(&self, key: &[u8]) -> Result<Option<Record>, IndexError> {
         let filter = format!("key == {}", expr::quote(self.text(key)?));
-        let rows = self.query(&filter, &RECORD_FIELDS, Some(1), |row| self.record(row))?;
+        let rows = self.query(
+            ConsistencyLevel::Strong,
+            &filter,
+            &RECORD_FIELDS,
+            Some(1),
+            |row| self.record(row),
+        )?;
         Ok(rows.into_iter().next().map(|(_, record)| record))
     }
 
     fn lookup_hash(&self, hash: &[u8]) -> Result<Option<(Id, Vec<f32>)>, IndexError> {
         let filter = format!("hash == {}", expr::quote(&hex(hash)));
-        let rows = self.query(&filter, &["id", "vector"], Some(1), |row| {
-            Ok((
-                row.get_i64("id")? as Id,
-                row.get_float_vector("vector")?.to_vec(),
-            ))
-        })?;
+        let rows = self.query(
+            ConsistencyLevel::Strong,
+            &filter,
+            &["id", "vector"],
+            Some(1),
+            |row| {
+                Ok((
+                    row.get_i64("id")? as Id,
+                    row.get_float_vector("vector")?.to_vec(),
+                ))
+            },
+        )?;
         Ok(rows.into_iter().next())
     }
 
@@ -541,7 +574,13 @@ impl Records for MilvusRecords {
     fn with_prefix(&self, prefix: &[u8]) -> Result<RecordIter<'_>, IndexError> {
         let filter =
             expr::prefix_range("key", self.text(prefix)?).unwrap_or_else(|| "id >= 0".to_string());
-        let mut records = self.query(&filter, &RECORD_FIELDS, None, |row| self.record(row))?;
+        let mut records = self.query(
+            ConsistencyLevel::Strong,
+            &filter,
+            &RECORD_FIELDS,
+            None,
+            |row| self.record(row),
+        )?;
         records.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(Box::new(records.into_iter().map(Ok)))
     }
@@ -643,6 +682,7 @@ impl Backend for Milvus {
         let rows = query_rows(
             &self.client,
             &self.failures,
+            ConsistencyLevel::Strong,
             &filter,
             &["reason", "time_s"],
             Some(1),
@@ -660,6 +700,7 @@ impl Backend for Milvus {
         let mut failures = query_rows(
             &self.client,
             &self.failures,
+            ConsistencyLevel::Strong,
             "key >= \"\"",
             &["key", "reason", "time_s"],
             None,
@@ -691,6 +732,7 @@ impl Backend for Milvus {
 fn query_rows<T>(
     client: &Client,
     collection: &str,
+    level: ConsistencyLevel,
     filter: &str,
     fields: &[&str],
     limit: Option<usize>,
@@ -706,7 +748,7 @@ fn query_rows<T>(
             .output_fields(fields.iter().copied())
             .offset(rows.len() as i64)
             .limit(page as i64)
-            .consistency_level(ConsistencyLevel::Strong)
+            .consistency_level(level)
             .build()
             .map_err(validation)?;
         let response = client.call(&what, client.client.query(request))?;
@@ -778,6 +820,10 @@ fn connect(url: &MilvusUrl) -> Result<Arc<Client>, IndexError> {
         url: url.to_string(),
         runtime,
         client,
+        searches: match url.consistency {
+            Consistency::Strong => ConsistencyLevel::Strong,
+            Consistency::Bounded => ConsistencyLevel::Bounded,
+        },
     }))
 }
 
