@@ -54,6 +54,9 @@ pub struct EngineOptions {
     /// The index, if any: a directory, or a Milvus collection's URL
     /// (`milvus://HOST:PORT/COLLECTION`, `milvus+tls://…`; see [`Location`]).
     pub index: Option<PathBuf>,
+    /// Without `model` or `index`: the index whose recorded model to take, without opening
+    /// that index (to embed or tag in an index's space without holding it).
+    pub model_of: Option<PathBuf>,
     /// Whether a missing index is created.
     pub mode: OpenMode,
     /// Load the text tower while the index opens, on another thread, instead of at the first
@@ -69,6 +72,7 @@ impl Default for EngineOptions {
         Self {
             model: None,
             index: None,
+            model_of: None,
             mode: OpenMode::default(),
             preload_text: false,
             ingest: IngestOptions::default(),
@@ -91,6 +95,13 @@ impl EngineOptions {
     /// The index: a directory or a Milvus URL.
     pub fn index(mut self, dir: impl Into<PathBuf>) -> Self {
         self.index = Some(dir.into());
+        self
+    }
+
+    /// Without a model named, the model the index at `location` records (the default hub
+    /// model when there is none there), without opening that index.
+    pub fn model_of(mut self, location: impl Into<PathBuf>) -> Self {
+        self.model_of = Some(location.into());
         self
     }
 
@@ -586,8 +597,9 @@ impl Engine {
 /// Texts embedded together by [`Engine::add_texts`].
 const TEXT_BATCH: usize = 64;
 
-/// Resolves the model the options name or, without one, the model the index records (the
-/// default hub model when there is no index yet, or it records none).
+/// Resolves the model the options name or, without one, the model the index (or
+/// [`EngineOptions::model_of`]'s) records (the default hub model when there is no index yet,
+/// or it records none).
 fn open_model(
     options: &EngineOptions,
     progress: Option<&dyn DownloadProgress>,
@@ -595,7 +607,7 @@ fn open_model(
     if let Some(model) = &options.model {
         return Clip::open(model, progress);
     }
-    let recorded = match &options.index {
+    let recorded = match options.index.as_ref().or(options.model_of.as_ref()) {
         Some(location) => recorded_model(location)?,
         None => None,
     };

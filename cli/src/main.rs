@@ -73,11 +73,11 @@ fn run(cli: Cli) -> Result<Outcome> {
     let download = progress::Download::new(global.quiet);
     match &cli.command {
         Command::Embed(args) => {
-            let engine = Engine::open(&model_options(global), Some(&download))?;
+            let engine = Engine::open(&index_model_options(global), Some(&download))?;
             commands::embed::run(&engine, args, &mut printer)
         }
         Command::Tag(args) => {
-            let engine = Engine::open(&model_options(global), Some(&download))?;
+            let engine = Engine::open(&index_model_options(global), Some(&download))?;
             commands::tag::run(&engine, args, &mut printer)
         }
         Command::Index(args) if args.dry_run => {
@@ -212,6 +212,16 @@ fn model_options(global: &GlobalArgs) -> EngineOptions {
     match &global.model {
         Some(model) => EngineOptions::new(model),
         None => EngineOptions::default(),
+    }
+}
+
+/// For the commands that use no index (`embed`, `tag`): the model named, else the one the
+/// index records, so that their vectors and scores are those of the index's space.
+fn index_model_options(global: &GlobalArgs) -> EngineOptions {
+    match index_dir(global) {
+        Ok(location) => model_options(global).model_of(location),
+        // No data directory and no --index: there is no index to ask.
+        Err(_) => model_options(global),
     }
 }
 

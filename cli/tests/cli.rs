@@ -531,6 +531,18 @@ fn the_index_remembers_its_model() {
     assert_eq!(json_lines(&out).len(), 3);
     let out = bare(&["--json", "status"]);
     assert_eq!(json_lines(&out)[0]["model"], model_arg, "{}", stdout(&out));
+    // `embed` uses no index, but embeds in the index's space all the same.
+    let embedded = bare(&["embed", "--json", "--text", "a red circle"]);
+    assert_eq!(embedded.status.code(), Some(0), "{}", stderr(&embedded));
+    let named = sb.run(model_arg, &["embed", "--json", "--text", "a red circle"]);
+    assert_eq!(json_lines(&embedded), json_lines(&named));
+    assert_eq!(
+        json_lines(&embedded)[0]["embedding"]
+            .as_array()
+            .unwrap()
+            .len(),
+        64
+    );
 
     // Moved away: the error names where it was and its fingerprint, and how to fix it.
     let fingerprint = json_lines(&out)[0]["fingerprint"]
@@ -546,6 +558,9 @@ fn the_index_remembers_its_model() {
         "{err}"
     );
     assert!(err.contains("Pass --model"), "{err}");
+    let out = bare(&["embed", "--text", "a red circle"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains(&fingerprint), "{}", stderr(&out));
     // status needs no model at all.
     assert_eq!(bare(&["status"]).status.code(), Some(0));
     // Named again at its new place, it is the same model, and the index records the move.
