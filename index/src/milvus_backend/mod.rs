@@ -29,6 +29,7 @@ mod expr;
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -800,6 +801,9 @@ fn connect(url: &MilvusUrl) -> Result<Arc<Client>, IndexError> {
         address: address.clone(),
         reason,
     };
+    // The client retries a refused connection until its timeout: a plain TCP connection
+    // first says at once that nothing listens there (or the name does not resolve).
+    probe(&address).map_err(no_milvus)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("xsearch-milvus")
@@ -825,6 +829,23 @@ fn connect(url: &MilvusUrl) -> Result<Arc<Client>, IndexError> {
             Consistency::Bounded => ConsistencyLevel::Bounded,
         },
     }))
+}
+
+/// Whether something accepts TCP connections at `address` (`host:port`), on any of the
+/// addresses the host name resolves to, within the connect timeout.
+fn probe(address: &str) -> Result<(), String> {
+    let addrs: Vec<SocketAddr> = address
+        .to_socket_addrs()
+        .map_err(|err| format!("the host name does not resolve: {err}"))?
+        .collect();
+    let mut last = String::from("the host name resolves to no address");
+    for addr in addrs {
+        match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
+            Ok(_) => return Ok(()),
+            Err(err) => last = err.to_string(),
+        }
+    }
+    Err(last)
 }
 
 fn texts_name(url: &MilvusUrl) -> String {
