@@ -4,7 +4,7 @@
 //! error where Milvus cannot do what a directory does. Without milvus-lite the server tests
 //! skip loudly; under CI (`CI=true`) they fail.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
@@ -127,7 +127,7 @@ fn a_milvus_location_without_a_server_says_so() {
 }
 
 #[test]
-fn writers_opening_a_new_collection_at_once_all_finish() {
+fn writers_racing_on_one_collection_all_finish_and_count_each_file_once() {
     let Some(server) = milvus::MilvusLite::start(common::skip::skip_or_fail) else {
         return;
     };
@@ -137,13 +137,13 @@ fn writers_opening_a_new_collection_at_once_all_finish() {
     let folders: Vec<_> = (0..4)
         .map(|n| sb.photos(&format!("photos{n}"), 3, 20 + n as u64).0)
         .collect();
-    for round in 0..3 {
-        let url = server.url(&format!("race{round}"));
+    // Each writer's summary, in order of `folders`.
+    let index_at_once = |url: &str, folders: &[&Path]| -> Vec<Value> {
         let writers: Vec<_> = folders
             .iter()
             .map(|folder| {
                 sb.command(SHAPES)
-                    .env("XSEARCH_INDEX", &url)
+                    .env("XSEARCH_INDEX", url)
                     .args(["index".as_ref(), "--json".as_ref(), folder.as_os_str()])
                     .stdout(std::process::Stdio::piped())
                     .stderr(std::process::Stdio::piped())
@@ -151,12 +151,37 @@ fn writers_opening_a_new_collection_at_once_all_finish() {
                     .unwrap()
             })
             .collect();
-        for writer in writers {
-            let out = writer.wait_with_output().unwrap();
-            assert!(out.status.success(), "round {round}: {}", stderr(&out));
-            assert_eq!(json_lines(&out)[0]["added"], 3, "round {round}");
+        writers
+            .into_iter()
+            .map(|writer| {
+                let out = writer.wait_with_output().unwrap();
+                assert!(out.status.success(), "{url}: {}", stderr(&out));
+                json_lines(&out).remove(0)
+            })
+            .collect()
+    };
+    for round in 0..3 {
+        let url = server.url(&format!("race{round}"));
+        let disjoint: Vec<&Path> = folders.iter().map(PathBuf::as_path).collect();
+        for summary in index_at_once(&url, &disjoint) {
+            assert_eq!(summary["added"], 3, "round {round}: {summary}");
         }
         let status = ok_json(&sb, Path::new(&url), &["status", "--json"]);
         assert_eq!(status[0]["images"], 12, "round {round}");
+    }
+    // Writers on the same files: each counts every file once, as added by it or as found
+    // held (committed by another between its walks).
+    for round in 0..3 {
+        let url = server.url(&format!("same{round}"));
+        for summary in index_at_once(&url, &[folders[0].as_path(); 3]) {
+            let count = |field: &str| summary[field].as_u64().unwrap();
+            assert_eq!(
+                count("found"),
+                count("unchanged") + count("added") + count("updated") + count("failed"),
+                "round {round}: {summary}"
+            );
+        }
+        let status = ok_json(&sb, Path::new(&url), &["status", "--json"]);
+        assert_eq!(status[0]["images"], 3, "round {round}");
     }
 }

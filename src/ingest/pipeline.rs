@@ -17,7 +17,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -203,6 +203,7 @@ pub(crate) fn ingest(
     let zone = TimeZone::system();
     let mut summary = IngestSummary::default();
     let mut pending = 0;
+    let mut known_failures = 0usize;
     let mut backfill = Vec::new();
     for found in walk(&roots, options.walk()) {
         if stopped() {
@@ -227,6 +228,7 @@ pub(crate) fn ingest(
                     }
                     Work::KnownFailure(reason) => {
                         summary.failed += 1;
+                        known_failures += 1;
                         observer.event(IngestEvent::Skipped {
                             path: &candidate.path,
                             reason: &reason,
@@ -250,6 +252,9 @@ pub(crate) fn ingest(
         unchanged: summary.unchanged,
     });
     if pending > 0 && !stopped() {
+        // Another writer of the same index (a second machine on one Milvus collection, a
+        // retried Spark task) may commit files between the two walks: counted as it left them.
+        let (unchanged, failures) = (AtomicUsize::new(0), AtomicUsize::new(0));
         let work = walk(&roots, options.walk())
             .take_while(|_| !stopped())
             .filter_map(|found| match found {
@@ -259,10 +264,21 @@ pub(crate) fn ingest(
             .filter_map(|candidate| match needs_work(index, &candidate) {
                 Ok(Work::New) => Some(Ok((candidate, false))),
                 Ok(Work::Changed) => Some(Ok((candidate, true))),
-                Ok(Work::Unchanged { .. } | Work::KnownFailure(_)) => None,
+                Ok(Work::Unchanged { .. }) => {
+                    unchanged.fetch_add(1, Ordering::Relaxed);
+                    None
+                }
+                Ok(Work::KnownFailure(_)) => {
+                    failures.fetch_add(1, Ordering::Relaxed);
+                    None
+                }
                 Err(e) => Some(Err(e)),
             });
         embed(clip, index, &zone, work, options, observer, &mut summary)?;
+        // What the second walk found held beyond what the first did.
+        let walked_unchanged = summary.unchanged;
+        summary.unchanged += unchanged.into_inner().saturating_sub(walked_unchanged);
+        summary.failed += failures.into_inner().saturating_sub(known_failures);
     }
     if !stopped() {
         summary.removed = prune(index, &roots, scope.gone)?;
