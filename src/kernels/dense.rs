@@ -13,7 +13,7 @@ use std::marker::PhantomData;
 
 use rayon::prelude::*;
 
-use super::gemm::{gemm, kernel_rows, Fused, PackedB};
+use super::gemm::{gemm_packed, kernel_rows, pack_a_once, Fused, PackedB};
 use super::scratch::with_scratch;
 use super::simd::Isa;
 use super::vecmath::exp;
@@ -138,8 +138,8 @@ impl Dense {
         self.run(m, x, out, epilogue, false);
     }
 
-    /// One task per (row chunk, column part): the GEMM into a scratch tile, then the epilogue
-    /// on the way into the output.
+    /// Each row chunk's `A` packed once, then one task per (row chunk, column part): the GEMM
+    /// into a scratch tile, then the epilogue on the way into the output.
     fn run(&self, m: usize, x: &[f32], out: &mut [f32], epilogue: Epilogue, parallel: bool) {
         assert!(
             x.len() == m * self.k && out.len() == m * self.n,
@@ -153,6 +153,17 @@ impl Dense {
         let parts = self.parts.len();
         let n = self.n;
         let shared = SharedOut::new(out);
+        let chunks = m.div_ceil(chunk);
+        let pack = |c: usize| {
+            let (r0, rows) = (c * chunk, chunk.min(m - c * chunk));
+            let a = &x[r0 * self.k..(r0 + rows) * self.k];
+            pack_a_once(self.isa, rows, a, &self.parts[0])
+        };
+        let packed: Vec<Vec<f32>> = if parallel && chunks > 1 {
+            (0..chunks).into_par_iter().map(pack).collect()
+        } else {
+            (0..chunks).map(pack).collect()
+        };
         let task = |t: usize| {
             let (r0, p) = (t / parts * chunk, t % parts);
             let rows = chunk.min(m - r0);
@@ -162,8 +173,14 @@ impl Dense {
                     bias: self.bias.as_ref().map(|b| &b[c0..c0 + w]),
                     ..Fused::default()
                 };
-                let a = &x[r0 * self.k..(r0 + rows) * self.k];
-                gemm(self.isa, rows, a, &self.parts[p], tile, fused);
+                gemm_packed(
+                    self.isa,
+                    rows,
+                    &packed[r0 / chunk],
+                    &self.parts[p],
+                    tile,
+                    fused,
+                );
                 self.isa.run(|| {
                     for (i, y) in tile.chunks_exact(w).enumerate() {
                         // SAFETY: task t alone writes rows r0..r0 + rows of part p's columns,
@@ -174,7 +191,7 @@ impl Dense {
                 });
             });
         };
-        let tasks = m.div_ceil(chunk) * parts;
+        let tasks = chunks * parts;
         if parallel {
             (0..tasks).into_par_iter().for_each(task);
         } else {

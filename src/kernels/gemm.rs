@@ -99,6 +99,8 @@ pub(crate) struct Fused<'a> {
 enum Source<'a> {
     /// Row-major `m×k`, contiguous.
     Dense(&'a [f32]),
+    /// Packed already by [`pack_a_once`], every K block.
+    Packed(&'a [f32]),
     /// Never materialised: row `r` of K block `q` is `a[starts[q] + r * lda..][..kc]`.
     Windows {
         a: &'a [f32],
@@ -111,6 +113,55 @@ enum Source<'a> {
 pub(crate) fn gemm(isa: Isa, m: usize, a: &[f32], b: &PackedB, c: &mut [f32], fused: Fused) {
     assert!(a.len() >= m * b.k, "gemm operand sizes");
     run(isa, m, Source::Dense(a), b, c, fused);
+}
+
+/// `A` (`m×k`, row-major) packed for every K block of `b` at once, for several [`gemm_packed`]
+/// calls with matrices packed like `b` (the column parts of one dense layer): a 77-token prompt
+/// packed its `A` once per 128-column part before, 9% of the text tower's time.
+pub(crate) fn pack_a_once(isa: Isa, m: usize, a: &[f32], b: &PackedB) -> Vec<f32> {
+    let k = b.k;
+    assert!(a.len() >= m * k, "gemm operand sizes");
+    let rows = m.div_ceil(kernel_rows(isa)) * kernel_rows(isa);
+    let mut packed = vec![0.0; rows * k];
+    for k0 in (0..k).step_by(b.kc) {
+        let kb = b.kc.min(k - k0);
+        pack_block(isa, m, k, k0, kb, a, &mut packed[rows * k0..][..rows * kb]);
+    }
+    packed
+}
+
+/// [`gemm`] with `A` from [`pack_a_once`] (for `m` rows and a matrix packed like `b`).
+pub(crate) fn gemm_packed(
+    isa: Isa,
+    m: usize,
+    packed: &[f32],
+    b: &PackedB,
+    c: &mut [f32],
+    fused: Fused,
+) {
+    assert_eq!(
+        packed.len(),
+        m.div_ceil(kernel_rows(isa)) * kernel_rows(isa) * b.k,
+        "packed A size"
+    );
+    run(isa, m, Source::Packed(packed), b, c, fused);
+}
+
+/// Packs K block `k0..k0 + kb` of `a` (`m×k`) into `MR`-row micro-panels for `isa`'s
+/// microkernel.
+fn pack_block(isa: Isa, m: usize, k: usize, k0: usize, kb: usize, a: &[f32], dst: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if isa.is_avx512() {
+            // SAFETY: `is_avx512` is only true when `Isa::detect` saw AVX-512F on this CPU;
+            // `pack_a` checks its slices.
+            return unsafe { avx512::pack_a(m, k, k0, kb, a, dst) };
+        }
+        if isa.is_avx2_fma() {
+            return pack_a::<{ avx2::MR }>(m, k, k0, kb, a, dst);
+        }
+    }
+    pack_a::<PORTABLE_MR>(m, k, k0, kb, a, dst)
 }
 
 /// Like [`gemm`] with `A` read as overlapping windows of one buffer instead of a matrix: row
@@ -154,7 +205,6 @@ fn run(isa: Isa, m: usize, a: Source, b: &PackedB, c: &mut [f32], fused: Fused) 
         if isa.is_avx512() {
             // SAFETY: `is_avx512` is only true when `Isa::detect` saw AVX-512F on this CPU;
             // the kernel checks the tile's bounds itself.
-            // `pack_a` checks its slices.
             let micro = Micro {
                 packed: |t: &Tile<{ avx512::MR }>, c: &mut [f32]| unsafe {
                     avx512::kernel::<true>(t, c)
@@ -163,12 +213,8 @@ fn run(isa: Isa, m: usize, a: Source, b: &PackedB, c: &mut [f32], fused: Fused) 
                 in_place: |t: &Tile<{ avx512::MR }>, c: &mut [f32]| unsafe {
                     avx512::kernel::<false>(t, c)
                 },
-                // SAFETY: as above.
-                pack: |m, k, k0, kb, a: &[f32], dst: &mut [f32]| unsafe {
-                    avx512::pack_a(m, k, k0, kb, a, dst)
-                },
             };
-            return drive(m, a, b, c, fused, micro);
+            return drive(isa, m, a, b, c, fused, micro);
         }
         if isa.is_avx2_fma() {
             // SAFETY: `is_avx2_fma` is only true when `Isa::detect` saw AVX2 and FMA on this
@@ -181,25 +227,21 @@ fn run(isa: Isa, m: usize, a: Source, b: &PackedB, c: &mut [f32], fused: Fused) 
                 in_place: |t: &Tile<{ avx2::MR }>, c: &mut [f32]| unsafe {
                     avx2::kernel::<false>(t, c)
                 },
-                pack: pack_a::<{ avx2::MR }>,
             };
-            return drive(m, a, b, c, fused, micro);
+            return drive(isa, m, a, b, c, fused, micro);
         }
     }
     let micro = Micro {
         packed: portable_kernel::<PORTABLE_MR, true>,
         in_place: portable_kernel::<PORTABLE_MR, false>,
-        pack: pack_a::<PORTABLE_MR>,
     };
-    drive(m, a, b, c, fused, micro);
+    drive(isa, m, a, b, c, fused, micro);
 }
 
-/// One instruction set's parts for [`drive`]: the microkernel on packed and on in-place `A`,
-/// and the packing of `A` (`m, k, k0, kb, a, dst`, as [`pack_a`]).
-struct Micro<P, I, A> {
+/// One instruction set's microkernel for [`drive`], on packed and on in-place `A`.
+struct Micro<P, I> {
     packed: P,
     in_place: I,
-    pack: A,
 }
 
 /// Rows per microkernel call on `isa`: callers cut `C` into chunks of whole row panels.
@@ -225,72 +267,85 @@ const IN_PLACE_MAX_PANELS: usize = 4;
 /// `MR`-row micro-panels (k-major, so the kernel reads it sequentially and rows at
 /// power-of-two strides do not fight over L1 sets) unless `n` is narrow, then runs every
 /// (column panel, row panel) pair, column panels outside so each `B` panel is reused from L1.
+/// `isa` is the one whose microkernel `micro` is (it packs `A` for it).
 fn drive<const MR: usize>(
+    isa: Isa,
     m: usize,
     a: Source,
     b: &PackedB,
     c: &mut [f32],
     fused: Fused,
-    micro: Micro<
-        impl Fn(&Tile<MR>, &mut [f32]),
-        impl Fn(&Tile<MR>, &mut [f32]),
-        impl Fn(usize, usize, usize, usize, &[f32], &mut [f32]),
-    >,
+    micro: Micro<impl Fn(&Tile<MR>, &mut [f32]), impl Fn(&Tile<MR>, &mut [f32])>,
 ) {
     let (k, n) = (b.k, b.n);
     let row_panels = m.div_ceil(MR);
     // Windows are read in place: they overlap, so packing would copy each value several times.
     let dense = match a {
         Source::Dense(a) => Some(a).filter(|_| n.div_ceil(NR) > IN_PLACE_MAX_PANELS),
-        Source::Windows { .. } => None,
+        Source::Packed(_) | Source::Windows { .. } => None,
     };
-    let pack = dense.is_some();
-    with_pack_scratch(if pack { row_panels * MR * b.kc } else { 0 }, |apack| {
-        for (q, k0) in (0..k).step_by(b.kc).enumerate() {
-            let kb = b.kc.min(k - k0);
-            let last = k0 + kb == k;
-            let apack = &mut apack[..if pack { row_panels * MR * kb } else { 0 }];
-            if let Some(a) = dense {
-                (micro.pack)(m, k, k0, kb, a, apack);
-            }
-            // Row 0 of this K block in place, and the stride between rows.
-            let (a0, lda) = match a {
-                Source::Dense(a) => (&a[k0..], k),
-                Source::Windows { a, lda, starts } => (&a[starts[q]..], lda),
-            };
-            for j in 0..n.div_ceil(NR) {
-                let j0 = j * NR;
-                let panel = b.panel(k0, kb, j);
-                for ip in 0..row_panels {
-                    let i = ip * MR;
-                    let tile = Tile {
-                        a: if pack {
-                            &apack[ip * MR * kb..][..MR * kb]
+    let pack = dense.is_some() || matches!(a, Source::Packed(_));
+    with_pack_scratch(
+        if dense.is_some() {
+            row_panels * MR * b.kc
+        } else {
+            0
+        },
+        |scratch| {
+            for (q, k0) in (0..k).step_by(b.kc).enumerate() {
+                let kb = b.kc.min(k - k0);
+                let last = k0 + kb == k;
+                let apack: &[f32] = match (a, dense) {
+                    (Source::Packed(packed), _) => {
+                        &packed[row_panels * MR * k0..][..row_panels * MR * kb]
+                    }
+                    (_, Some(a)) => {
+                        let apack = &mut scratch[..row_panels * MR * kb];
+                        pack_block(isa, m, k, k0, kb, a, apack);
+                        apack
+                    }
+                    _ => &[],
+                };
+                // Row 0 of this K block in place, and the stride between rows.
+                let (a0, lda) = match a {
+                    Source::Dense(a) => (&a[k0..], k),
+                    Source::Packed(_) => (&[][..], k),
+                    Source::Windows { a, lda, starts } => (&a[starts[q]..], lda),
+                };
+                for j in 0..n.div_ceil(NR) {
+                    let j0 = j * NR;
+                    let panel = b.panel(k0, kb, j);
+                    for ip in 0..row_panels {
+                        let i = ip * MR;
+                        let tile = Tile {
+                            a: if pack {
+                                &apack[ip * MR * kb..][..MR * kb]
+                            } else {
+                                &a0[i * lda..]
+                            },
+                            lda,
+                            packed: pack,
+                            b: panel,
+                            kb,
+                            ldc: n,
+                            rows: MR.min(m - i),
+                            cols: NR.min(n - j0),
+                            first: k0 == 0,
+                            bias: fused.bias.filter(|_| last).map(|v| &v[j0..]),
+                            residual: fused.residual.filter(|_| last).map(|v| &v[i * n + j0..]),
+                            relu: fused.relu && last,
+                        };
+                        let c = &mut c[i * n + j0..];
+                        if pack {
+                            (micro.packed)(&tile, c);
                         } else {
-                            &a0[i * lda..]
-                        },
-                        lda,
-                        packed: pack,
-                        b: panel,
-                        kb,
-                        ldc: n,
-                        rows: MR.min(m - i),
-                        cols: NR.min(n - j0),
-                        first: k0 == 0,
-                        bias: fused.bias.filter(|_| last).map(|v| &v[j0..]),
-                        residual: fused.residual.filter(|_| last).map(|v| &v[i * n + j0..]),
-                        relu: fused.relu && last,
-                    };
-                    let c = &mut c[i * n + j0..];
-                    if pack {
-                        (micro.packed)(&tile, c);
-                    } else {
-                        (micro.in_place)(&tile, c);
+                            (micro.in_place)(&tile, c);
+                        }
                     }
                 }
             }
-        }
-    });
+        },
+    );
 }
 
 /// Copies columns `k0..k0 + kb` of `a` (`m×k`) into `MR`-row micro-panels, `MR` values per
