@@ -627,6 +627,8 @@ fn open_model(
 /// Where the model of the index at `location` came from and its fingerprint, if it records them.
 fn recorded_model(location: &Path) -> Result<Option<(String, String)>, Error> {
     Ok(match Location::parse(location)? {
+        // No index there yet (`inspect` would call the place "not an index").
+        Location::Dir(dir) if !dir.exists() => None,
         Location::Dir(dir) => match xsearch_index::inspect(dir) {
             // A folder that holds something else is worth saying before any model is fetched.
             Err(err @ IndexError::NotAnIndex { .. }) => return Err(err.into()),

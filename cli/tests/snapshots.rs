@@ -15,6 +15,9 @@ fn xsearch(args: &[&str], dir: &std::path::Path) -> (String, String, Option<i32>
         .env_remove("LINES")
         .env("HF_HUB_OFFLINE", "1")
         .env("HF_HOME", dir.join("hf"))
+        // The default index place (`embed` reads the model an index there records): not the
+        // person's running the tests.
+        .env("XDG_DATA_HOME", dir.join("data"))
         .output()
         .unwrap();
     let clean =
