@@ -302,46 +302,44 @@ impl MilvusRecords {
 
     /// The key of the record `id`.
     pub fn key(&self, id: Id) -> Result<Option<Vec<u8>>, IndexError> {
-        let rows = self.query(
-            self.client.searches,
-            &format!("id == {}", id as i64),
-            &["key"],
-            Some(1),
-            |row| Ok(row.get_str("key")?.as_bytes().to_vec()),
-        )?;
-        Ok(rows.into_iter().next())
+        self.lookup(&format!("id == {}", id as i64), "key", |row| {
+            Ok(row.get_str("key")?.as_bytes().to_vec())
+        })
     }
 
     /// The vector of the record `id`.
     pub fn vector(&self, id: Id) -> Result<Option<Vec<f32>>, IndexError> {
-        let rows = self.query(
-            self.client.searches,
-            &format!("id == {}", id as i64),
-            &["vector"],
-            Some(1),
-            |row| Ok(row.get_float_vector("vector")?.to_vec()),
-        )?;
-        Ok(rows.into_iter().next())
+        self.lookup(&format!("id == {}", id as i64), "vector", |row| {
+            Ok(row.get_float_vector("vector")?.to_vec())
+        })
     }
 
     /// The metadata of the record `id`, if it has some.
     pub fn meta_of(&self, id: Id) -> Result<Option<ImageMeta>, IndexError> {
-        let rows = self.query(
-            self.client.searches,
+        let json = self.lookup(
             &format!("id == {} and has_meta == true", id as i64),
-            &["meta"],
-            Some(1),
+            "meta",
             |row| Ok(row.get_str("meta")?.to_string()),
         )?;
-        rows.into_iter()
-            .next()
-            .map(|json| {
-                serde_json::from_str(&json).map_err(|err| IndexError::Corrupt {
-                    path: PathBuf::from(&self.client.url),
-                    what: format!("the metadata of record {id}: {err}"),
-                })
+        json.map(|json| {
+            serde_json::from_str(&json).map_err(|err| IndexError::Corrupt {
+                path: PathBuf::from(&self.client.url),
+                what: format!("the metadata of record {id}: {err}"),
             })
-            .transpose()
+        })
+        .transpose()
+    }
+
+    /// `field` of the first row `filter` selects, read by `read`, at the consistency of
+    /// searches (these read a hit's key, vector or metadata).
+    fn lookup<T>(
+        &self,
+        filter: &str,
+        field: &str,
+        read: impl Fn(&ResultRow<'_>) -> Result<T, milvus::v2::error::Error>,
+    ) -> Result<Option<T>, IndexError> {
+        let rows = self.query(self.client.searches, filter, &[field], Some(1), read)?;
+        Ok(rows.into_iter().next())
     }
 
     /// The rows `filter` selects at consistency `level`, each read by `read`, all pages of
