@@ -35,6 +35,19 @@ pub enum Outcome {
     Errors,
 }
 
+impl Outcome {
+    /// How an index or import run that committed `summary` ended.
+    fn of_ingest(summary: &xsearch::IngestSummary) -> Self {
+        if summary.failed > 0 {
+            Outcome::Errors
+        } else if summary.found == 0 {
+            Outcome::NothingFound
+        } else {
+            Outcome::Found
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     quiet_contained_panics();

@@ -64,13 +64,7 @@ pub fn run(
     } else if !quiet {
         eprintln!("{}", summary_line(&summary, seconds));
     }
-    Ok(if summary.failed > 0 {
-        Outcome::Errors
-    } else if summary.found == 0 {
-        Outcome::NothingFound
-    } else {
-        Outcome::Found
-    })
+    Ok(Outcome::of_ingest(&summary))
 }
 
 fn summary_line(s: &IngestSummary, seconds: f64) -> String {

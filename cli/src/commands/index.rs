@@ -70,13 +70,7 @@ pub fn run(
     let summary = engine.ingest(&args.paths, &progress)?;
     progress.finish();
     report(printer, quiet, None, &summary, started.elapsed())?;
-    Ok(if summary.failed > 0 {
-        Outcome::Errors
-    } else if summary.found == 0 {
-        Outcome::NothingFound
-    } else {
-        Outcome::Found
-    })
+    Ok(Outcome::of_ingest(&summary))
 }
 
 /// `--dry-run`: the image files the run would read, in the walk's order, as they are found.
